@@ -1,0 +1,49 @@
+"""What a record says about where it ran: device, package versions, platform."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from peftbench.errors import PeftbenchError
+
+PACKAGES = ("peftbench", "torch", "transformers", "peft", "datasets", "evaluate", "pluggy", "numpy")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA when present (or asked for), else the CPU; a bad request is a one-line error."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise PeftbenchError(f"unknown device '{requested}': use cpu, cuda or cuda:N") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PeftbenchError(f"device '{requested}' was asked for but no CUDA GPU is available")
+    return device
+
+
+def describe_environment(device: torch.device) -> dict[str, Any]:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "device": str(device),
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }

@@ -1,0 +1,15 @@
+"""Pluggy hook specifications: the whole contract between peftbench and a method plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("peftbench")
+hookimpl = pluggy.HookimplMarker("peftbench")
+
+
+@hookspec
+def register_methods(register: Callable[..., None]) -> None:
+    """Register fine-tuning methods: call ``register(method)`` once per ``Method`` instance."""

@@ -1,0 +1,1 @@
+"""Built-in method plugins; each module registers its methods through the public hook."""

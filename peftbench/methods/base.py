@@ -1,0 +1,140 @@
+"""The method interfaces every plugin implements.
+
+``Method`` is the low-level contract the harness talks to: make the right parameters trainable,
+save what was trained, load it back onto a fresh base model. ``PeftMethod`` implements all of it
+for any method that ``peft`` already knows, so such a method only writes its ``peft_config``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import peft
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from peftbench.errors import PeftbenchError
+
+# peft still calls a transformers property that warns on every call; it is not the user's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+#: Training hyper-parameters every method has; a method's own ``defaults`` override them.
+TRAINING_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-4, "weight_decay": 0.0, "warmup_ratio": 0.06}
+TRAINING_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "learning_rate": (1e-12, None),
+    "weight_decay": (0.0, None),
+    "warmup_ratio": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a method may know about the classification task (never anything from test)."""
+
+    num_labels: int
+    label_names: tuple[str, ...]
+    train_label_counts: tuple[int, ...]
+
+
+class Method(ABC):
+    """A fine-tuning method as the harness sees it."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: Method hyper-parameters and their defaults; the type of each default is the accepted type.
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: Inclusive (low, high) bounds for numeric hyper-parameters; ``None`` leaves a side open.
+    bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+    #: "method", or a reference row run in every sweep beside the methods asked for: "baseline" (the
+    #: untuned model, which the leaderboard's deltas are measured against) or "reference".
+    role: ClassVar[str] = "method"
+    #: Methods that train nothing (the untuned baseline) take no training hyper-parameters.
+    trains: ClassVar[bool] = True
+
+    def hyperparameters(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Merge ``overrides`` into the defaults, rejecting unknown keys, wrong types and bad values."""
+        merged = {**(TRAINING_DEFAULTS if self.trains else {}), **self.defaults}
+        bounds = {**TRAINING_BOUNDS, **self.bounds}
+        for key, value in (overrides or {}).items():
+            if key not in merged:
+                known = ", ".join(sorted(merged))
+                raise PeftbenchError(f"method '{self.name}' has no hyper-parameter '{key}'; known: {known}")
+            merged[key] = _coerce(self.name, key, value, merged[key])
+        for key, (low, high) in bounds.items():
+            value = merged.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+                raise PeftbenchError(
+                    f"method '{self.name}': hyper-parameter '{key}'={value} is out of range {span}"
+                )
+        return merged
+
+    @abstractmethod
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        """Return the model to train, with exactly this method's parameters trainable."""
+
+    @abstractmethod
+    def save(self, model: nn.Module, directory: Path) -> None:
+        """Save what this method trained (safetensors only) into ``directory``."""
+
+    @abstractmethod
+    def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        """Rebuild the trained model from a freshly loaded base model and ``directory``."""
+
+
+class PeftMethod(Method):
+    """A method backed by ``peft``: write ``peft_config`` and the rest is done."""
+
+    @abstractmethod
+    def peft_config(self, model: nn.Module, task: TaskInfo, **hp: Any) -> peft.PeftConfig:
+        """The peft configuration for ``model``; ``hp`` holds every resolved hyper-parameter."""
+
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return peft.get_peft_model(model, self.peft_config(model, task, **hp))
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(str(directory), safe_serialization=True)
+
+    def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return peft.PeftModel.from_pretrained(base_model, str(directory))
+
+
+def has_conv1d_projections(model: nn.Module) -> bool:
+    """GPT-2-style models store projections transposed (``Conv1D``): LoRA/IA3 need ``fan_in_fan_out``."""
+    return any(isinstance(module, Conv1D) for module in model.modules())
+
+
+def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
+    """Turn an override (possibly a CLI string) into the default's type, or explain why not."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            if isinstance(default, bool) and value.lower() in {"true", "false"}:
+                value = value.lower() == "true"
+    if default is None:
+        return value
+    expected = type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)) and isinstance(value, str):
+        value, ok = [part.strip() for part in value.split(",") if part.strip()], True
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise PeftbenchError(
+            f"method '{method}': hyper-parameter '{key}' must be {expected.__name__}, got {value!r}"
+        )
+    return value

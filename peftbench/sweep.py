@@ -1,0 +1,208 @@
+"""A sweep: every requested method x seed, plus the reference rows, on one model and dataset.
+
+Everything that can be checked is checked before any training starts (method names,
+hyper-parameters, seeds, output folder, dataset, model), so a typo costs seconds, not a night.
+Runs whose complete record already exists are skipped unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peftbench import __version__
+from peftbench.batching import tokenize_split
+from peftbench.data import DatasetSpec, load_splits
+from peftbench.environment import describe_environment, pick_device
+from peftbench.errors import PeftbenchError
+from peftbench.leaderboard import Leaderboard
+from peftbench.methods.base import TaskInfo
+from peftbench.models import load_tokenizer, resolve_model
+from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
+from peftbench.records import read_record, record_path, run_key, write_record
+from peftbench.runner import SweepContext, execute_run
+from peftbench.train import TrainConfig
+
+
+@dataclass
+class SweepConfig:
+    model: str = "gpt2"
+    dataset: str = "rotten_tomatoes"
+    dataset_config: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["lora"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    out: Path = Path("runs")
+    hp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    text_column: str | None = None
+    label_column: str | None = None
+    device: str | None = None
+    force: bool = False
+    references: bool = True
+    trust_remote_code: bool = False
+    progress: bool = True
+
+
+def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
+    """``["lora.r=16", "ia3.learning_rate=0.01"]`` (or an already nested dict) -> nested dict."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return {method: dict(values) for method, values in items.items()}
+    nested: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.strip().partition(".")
+        if not (sep and dot and method and key):
+            raise PeftbenchError(
+                f"bad hyper-parameter override '{item}': write METHOD.KEY=VALUE, e.g. lora.r=16"
+            )
+        nested.setdefault(method, {})[key.strip()] = value.strip()
+    return nested
+
+
+def plan_runs(config: SweepConfig, registry: MethodRegistry) -> list[tuple[RegisteredMethod, dict]]:
+    """The (method, resolved hyper-parameters) pairs of the sweep; raises on any bad input."""
+    if not config.methods:
+        raise PeftbenchError("no methods given: pass at least one, e.g. --methods lora")
+    names = list(dict.fromkeys(config.methods))
+    entries = [registry.get(name) for name in names]
+    if config.references:
+        asked = set(names)
+        entries = [
+            e for e in registry.entries() if e.method.role != "method" and e.method.name not in asked
+        ] + entries
+    for method in config.hp:
+        if method not in {e.method.name for e in entries}:
+            registry.get(method)  # unknown names get the list of known ones
+            raise PeftbenchError(f"hyper-parameters given for '{method}', which is not in --methods")
+    return [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
+
+
+def check_seeds(seeds: Iterable[Any]) -> list[int]:
+    checked = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise PeftbenchError(f"seed {seed!r} is not a non-negative integer")
+        checked.append(int(seed))
+    if not checked:
+        raise PeftbenchError("no seeds given: pass at least one, e.g. --seeds 0")
+    return list(dict.fromkeys(checked))
+
+
+def check_output_dir(out: Path) -> Path:
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise PeftbenchError(f"output path '{out}' is a file: pass a folder for --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".peftbench-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PeftbenchError(f"output folder '{out}' is not writable: {error.strerror}") from error
+    return out
+
+
+def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Leaderboard:
+    """Run the sweep and return the leaderboard of its output folder."""
+    registry = registry or collect_methods()
+    plan = plan_runs(config, registry)
+    seeds = check_seeds(config.seeds)
+    out = check_output_dir(config.out)
+    device = pick_device(config.device)
+    ctx = _build_context(config, out, device)
+    say = _printer(config.progress)
+    total = len(plan) * len(seeds)
+    say(f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on {device}")
+    for note in ctx.data.notes:
+        say(f"  note: {note}")
+    done = 0
+    for seed in seeds:
+        for entry, hp in plan:
+            done += 1
+            run_id = _run_id(ctx, entry, hp, seed)
+            label = f"[{done}/{total}] {entry.method.name} seed {seed}"
+            path = record_path(out, run_id)
+            if not config.force and path.exists() and _is_complete(path):
+                say(f"{label}: skipped, complete record exists ({path.name})")
+                continue
+            record = execute_run(ctx, entry, hp, seed, run_id)
+            write_record(record, out)
+            say(f"{label}: {_summary(record)}")
+    return Leaderboard.from_dir(out)
+
+
+def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
+    data = load_splits(
+        DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
+    )
+    spec = resolve_model(config.model)
+    tokenizer = load_tokenizer(spec, config.trust_remote_code)
+    max_length = config.train.max_length
+    counts = np.bincount(data.train.labels, minlength=data.num_labels)
+    return SweepContext(
+        model_name=config.model,
+        model_spec=spec,
+        dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
+        data=data,
+        train=tokenize_split(tokenizer, data.train, max_length),
+        validation=tokenize_split(tokenizer, data.validation, max_length),
+        test=tokenize_split(tokenizer, data.test, max_length),
+        task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts)),
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        train_config=config.train,
+        out=out,
+        environment=describe_environment(device),
+        trust_remote_code=config.trust_remote_code,
+        progress=config.progress,
+    )
+
+
+def _run_id(ctx: SweepContext, entry: RegisteredMethod, hp: dict, seed: int) -> str:
+    key = run_key(
+        {
+            "model": ctx.model_spec.name,
+            "dataset": ctx.dataset_name,
+            "fingerprint": ctx.data.fingerprint(),
+            "method": entry.method.name,
+            "source": entry.source,
+            "hp": hp,
+            "train": ctx.train_config.__dict__,
+            "seed": seed,
+            "peftbench": __version__,
+        }
+    )
+    return f"{entry.method.name}-seed{seed}-{key}"
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        return read_record(path).status == "complete"
+    except (OSError, ValueError, TypeError):
+        return False  # unreadable: run it again
+
+
+def _summary(record) -> str:
+    if record.status != "complete":
+        return f"{record.status.upper()}: {record.error}"
+    m, c = record.metrics, record.costs
+    reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
+    return (
+        f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "
+        f"{c['train_seconds']:.0f} s training, {reload}"
+    )
+
+
+def _printer(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(message, file=sys.stderr, flush=True)
+
+    return say

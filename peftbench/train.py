@@ -1,0 +1,145 @@
+"""The training loop: AdamW, warmup + linear decay, gradient clipping, seeded, nothing hidden.
+
+Only parameters with ``requires_grad`` are optimised, so the same loop serves every method: a
+method decides what trains by what it leaves trainable. The loss is read back from the device only
+at log intervals, so a GPU never waits on the host between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from peftbench.batching import TokenizedSplit, collate, train_batches
+from peftbench.errors import PeftbenchError
+
+
+@dataclass
+class TrainConfig:
+    """Sweep-wide training settings; per-method ones (learning rate, ...) are hyper-parameters."""
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None  # cap for smoke runs; ``None`` trains the full epochs
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs > 0,
+            "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "max_length": self.max_length >= 2,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
+            "log_every": self.log_every >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise PeftbenchError(f"training setting {name}={getattr(self, name)!r} is out of range")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    samples: int = 0
+    tokens: int = 0  # real tokens, not padding
+    seconds: float = 0.0
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else float("nan")
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else float("nan")
+
+
+def plan_batches(split: TokenizedSplit, config: TrainConfig, seed: int) -> list[np.ndarray]:
+    """Every batch of the run in order: whole epochs, then a fraction of one, capped by max_steps."""
+    rng = np.random.default_rng(seed)
+    batches: list[np.ndarray] = []
+    for _ in range(math.ceil(config.epochs)):
+        batches.extend(train_batches(split, config.batch_size, rng))
+    per_epoch = math.ceil(len(split) / config.batch_size)
+    total = max(1, round(per_epoch * config.epochs))
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    return batches[:total]
+
+
+def train(
+    model: nn.Module,
+    split: TokenizedSplit,
+    hp: dict[str, Any],
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    pad_id: int,
+    progress: bool = True,
+) -> TrainStats:
+    """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    stats = TrainStats()
+    if not params:
+        return stats
+    torch.manual_seed(seed)
+    batches = plan_batches(split, config, seed)
+    optimizer = torch.optim.AdamW(
+        params, lr=hp["learning_rate"], weight_decay=hp["weight_decay"], foreach=True
+    )
+    warmup = int(hp["warmup_ratio"] * len(batches))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, len(batches)))
+    model.train()
+    running = torch.zeros((), device=device)
+    start = time.perf_counter()
+    bar = tqdm(batches, desc="train", unit="step", disable=not progress, leave=False)
+    for step, indices in enumerate(bar, start=1):
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(split, indices, pad_id).items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        loss = F.cross_entropy(logits.float(), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        running += loss.detach()
+        stats.samples += len(indices)
+        stats.tokens += int(split.lengths[indices].sum())
+        if step % config.log_every == 0 or step == len(batches):
+            mean_loss = running.item() / (step - (stats.loss_history[-1][0] if stats.loss_history else 0))
+            running.zero_()
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(f"loss became {mean_loss} by step {step}")
+            stats.loss_history.append((step, mean_loss))
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    stats.seconds = time.perf_counter() - start
+    stats.steps = len(batches)
+    return stats
+
+
+def _warmup_linear(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor

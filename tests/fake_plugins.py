@@ -1,0 +1,59 @@
+"""Plugins used by the tests, written exactly as a third-party package would write them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from peftbench import Method, hookimpl
+from peftbench.models import classification_head
+
+
+class HeadProbe(Method):
+    """Train only the classification head, through the low-level interface."""
+
+    name = "head_probe"
+    description = "Linear probe: only the classification head <b>trains</b>."
+    defaults = {"learning_rate": 1e-2}
+
+    def prepare(self, model, task, hp):
+        model.requires_grad_(False)
+        classification_head(model).requires_grad_(True)
+        return model
+
+    def save(self, model, directory: Path) -> None:
+        state = {k: v.contiguous() for k, v in classification_head(model).state_dict().items()}
+        save_file(state, str(directory / "head.safetensors"))
+
+    def load(self, base_model, directory: Path, task, hp):
+        classification_head(base_model).load_state_dict(load_file(str(directory / "head.safetensors")))
+        return base_model
+
+
+class HeadProbePlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(HeadProbe())
+
+
+class DuplicateLoraPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        from peftbench.methods.lora import Lora
+
+        register(Lora())
+
+
+class BadNamePlugin:
+    @hookimpl
+    def register_methods(self, register):
+        probe = HeadProbe()
+        probe.name = "Head-Probe"
+        register(probe)
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        raise RuntimeError("boom while registering")

@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from peftbench.data import DatasetSpec, load_splits
+from peftbench.errors import PeftbenchError
+
+
+def test_rotten_tomatoes_resolves_against_the_mirror(mirror_path):
+    data = load_splits(DatasetSpec("rotten_tomatoes"))
+    assert (len(data.train), len(data.validation), len(data.test)) == (8530, 1066, 1066)
+    assert data.label_names == ("neg", "pos")
+    assert data.source == str(mirror_path / "datasets" / "rotten_tomatoes")
+    assert data.notes == []
+    assert np.bincount(data.test.labels).tolist() == [533, 533]
+
+
+def test_hub_id_resolves_to_the_mirror_by_its_last_part(mirror_path):
+    data = load_splits(DatasetSpec("dair-ai/emotion"))
+    assert data.label_names == ("sadness", "joy", "love", "anger", "fear", "surprise")
+    assert data.num_labels == 6 and len(data.train) == 16000
+
+
+def test_csv_with_other_column_names_and_string_labels(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(
+        {"review": [f"text {i}" for i in range(50)], "sentiment": ["pos", "neg", "meh", "pos", "neg"] * 10}
+    ).to_csv(path, index=False)
+    data = load_splits(DatasetSpec(str(path), label_column="sentiment"))
+    assert data.text_column == "review"  # auto-detected
+    assert data.label_names == ("meh", "neg", "pos")  # sorted string labels
+    assert len(data.train) + len(data.validation) + len(data.test) == 50
+    assert "test carved from train (10%, seed 0)" in data.notes
+    assert "validation carved from train (10%, seed 0)" in data.notes
+
+
+def test_carving_is_seeded_and_disjoint(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps({"sentence": f"s{i}", "label": i % 3}) for i in range(200)))
+    first, second = load_splits(DatasetSpec(str(path))), load_splits(DatasetSpec(str(path)))
+    assert first.test.texts == second.test.texts
+    assert first.fingerprint() == second.fingerprint()
+    splits = [set(s.texts) for s in (first.train, first.validation, first.test)]
+    assert sum(map(len, splits)) == 200 and len(set.union(*splits)) == 200
+    assert first.label_names == ("0", "1", "2")
+
+
+def test_missing_column_names_the_columns_found(tmp_path):
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"body": ["a", "b"], "label": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(PeftbenchError) as error:
+        load_splits(DatasetSpec(str(path)))
+    assert "no text column" in str(error.value)
+    assert "columns found: body, label" in str(error.value)
+    with pytest.raises(PeftbenchError, match="no label column 'stars'; columns found: body, label"):
+        load_splits(DatasetSpec(str(path), text_column="body", label_column="stars"))
+
+
+def test_labels_outside_the_class_range_are_refused(keyword_dataset):
+    frame = pd.read_parquet(keyword_dataset / "test.parquet")
+    frame.loc[0, "label"] = 7
+    frame.to_parquet(keyword_dataset / "test.parquet")
+    with pytest.raises(PeftbenchError, match="test split has 1 labels outside 0..1"):
+        load_splits(DatasetSpec(str(keyword_dataset)))
+
+
+def test_missing_local_path_is_a_clear_error(tmp_path):
+    with pytest.raises(PeftbenchError, match="does not exist"):
+        load_splits(DatasetSpec(str(tmp_path / "nope.csv")))
