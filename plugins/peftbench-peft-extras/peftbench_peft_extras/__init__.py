@@ -1,0 +1,109 @@
+"""Further peft methods for peftbench, each a few lines on ``PeftMethod``.
+
+peft's own per-architecture defaults choose the target modules (``c_attn`` on GPT-2,
+``query``/``value`` on BERT); GPT-2's transposed ``Conv1D`` projections get ``fan_in_fan_out``.
+"""
+
+from __future__ import annotations
+
+import peft
+
+from peftbench import PeftbenchError, PeftMethod, hookimpl
+from peftbench.methods.base import has_conv1d_projections
+
+SEQ_CLS = peft.TaskType.SEQ_CLS
+
+
+def refuse_conv1d(method: str, model) -> None:
+    """peft's LyCORIS adapters (LoHa, LoKr) support nn.Linear/Conv, not GPT-2's transposed Conv1D."""
+    if has_conv1d_projections(model):
+        raise PeftbenchError(
+            f"{method} cannot adapt {type(model).__name__}: peft's {method} does not support GPT-2-style "
+            "Conv1D projections; use lora, dora or vera on this model"
+        )
+
+
+class LoHa(PeftMethod):
+    name = "loha"
+    description = "Low-rank Hadamard-product adapters (Hyeon-Woo et al., 2022, LyCORIS)."
+    defaults = {"r": 8, "alpha": 8, "learning_rate": 2e-3}
+    bounds = {"r": (1, None)}
+
+    def peft_config(self, model, task, **hp):
+        refuse_conv1d(self.name, model)
+        return peft.LoHaConfig(task_type=SEQ_CLS, r=hp["r"], alpha=hp["alpha"])
+
+
+class LoKr(PeftMethod):
+    name = "lokr"
+    description = "Low-rank Kronecker-product adapters (Yeh et al., 2023, LyCORIS)."
+    defaults = {"r": 8, "alpha": 8, "learning_rate": 2e-3}
+    bounds = {"r": (1, None)}
+
+    def peft_config(self, model, task, **hp):
+        refuse_conv1d(self.name, model)
+        return peft.LoKrConfig(task_type=SEQ_CLS, r=hp["r"], alpha=hp["alpha"])
+
+
+class DoRA(PeftMethod):
+    name = "dora"
+    description = "Weight-decomposed LoRA: low-rank direction plus a learned magnitude (Liu et al., 2024)."
+    defaults = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 1e-3}
+    bounds = {"r": (1, None), "lora_dropout": (0.0, 0.99)}
+
+    def peft_config(self, model, task, **hp):
+        return peft.LoraConfig(
+            task_type=SEQ_CLS,
+            r=hp["r"],
+            lora_alpha=hp["lora_alpha"],
+            lora_dropout=hp["lora_dropout"],
+            use_dora=True,
+            fan_in_fan_out=has_conv1d_projections(model),
+        )
+
+
+class VeRA(PeftMethod):
+    name = "vera"
+    description = (
+        "Shared frozen random low-rank matrices with trained scaling vectors (Kopiczko et al., 2024)."
+    )
+    defaults = {"r": 256, "learning_rate": 1e-2}
+    bounds = {"r": (1, None)}
+
+    def peft_config(self, model, task, **hp):
+        return peft.VeraConfig(
+            task_type=SEQ_CLS, r=hp["r"], fan_in_fan_out=has_conv1d_projections(model), save_projection=True
+        )
+
+
+class PromptTuning(PeftMethod):
+    name = "prompt_tuning"
+    description = "Trained soft-prompt embeddings prepended to the input (Lester et al., 2021)."
+    defaults = {"num_virtual_tokens": 20, "learning_rate": 3e-2}
+    bounds = {"num_virtual_tokens": (1, None)}
+
+    def peft_config(self, model, task, **hp):
+        return peft.PromptTuningConfig(task_type=SEQ_CLS, num_virtual_tokens=hp["num_virtual_tokens"])
+
+
+class PTuning(PeftMethod):
+    name = "p_tuning"
+    description = "Soft prompts produced by a small trained MLP encoder (Liu et al., 2021)."
+    defaults = {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 1e-2}
+    bounds = {"num_virtual_tokens": (1, None), "encoder_hidden_size": (1, None)}
+
+    def peft_config(self, model, task, **hp):
+        return peft.PromptEncoderConfig(
+            task_type=SEQ_CLS,
+            num_virtual_tokens=hp["num_virtual_tokens"],
+            encoder_hidden_size=hp["encoder_hidden_size"],
+        )
+
+
+METHODS = (LoHa, LoKr, DoRA, VeRA, PromptTuning, PTuning)
+
+
+@hookimpl
+def register_methods(register):
+    for method in METHODS:
+        register(method())
