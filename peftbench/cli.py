@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--text-column", default=None)
     run.add_argument("--label-column", default=None)
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    run.add_argument("--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp32")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs, long runs)")
     run.add_argument("--out", default="runs", help="results folder (records/ and adapters/)")
     run.add_argument("--force", action="store_true", help="rerun runs that already have a complete record")
     run.add_argument("--no-references", action="store_true", help="skip the baseline and majority rows")
@@ -120,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         max_steps=args.max_steps,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
         force=args.force,
         references=not args.no_references,
         trust_remote_code=args.trust_remote_code,

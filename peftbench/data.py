@@ -8,7 +8,9 @@ splits are carved out of train with a fixed seed, and every such step is written
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,15 +154,48 @@ def _load_local(path: Path, config: str | None) -> datasets.DatasetDict:
             raise PeftbenchError(f"cannot read '{path}': use a folder or a file ending in {known}")
         extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
         return _guarded(lambda: datasets.load_dataset(builder, data_files=str(path), **extra), path)
+    _refuse_empty_files(path)
     return _guarded(lambda: datasets.load_dataset(str(path)), path)
+
+
+def _refuse_empty_files(folder: Path) -> None:
+    """``datasets`` fails obscurely on a split file without rows; name the split instead."""
+    for file in sorted(folder.rglob("*")):
+        suffix = file.suffix.lower()
+        if suffix not in FILE_BUILDERS or not file.is_file():
+            continue
+        if suffix == ".parquet":
+            import pyarrow.parquet
+
+            try:
+                empty = pyarrow.parquet.read_metadata(file).num_rows == 0
+            except Exception:  # unreadable: let datasets report it
+                continue
+        else:
+            header = 1 if suffix in (".csv", ".tsv") else 0
+            with file.open(errors="replace") as handle:  # only the first lines, however big the file
+                lines = [line for line in itertools.islice(handle, 100) if line.strip()]
+            empty = len(lines) <= header
+        if empty:
+            split = SPLIT_ALIASES.get(re.split(r"[-_.]", file.stem)[0], file.stem)
+            raise PeftbenchError(
+                f"dataset at '{folder}': the {split} split is empty ({file.name} has no rows)"
+            )
+
+
+_EMPTY_SPLIT = re.compile(r'Instruction "(\w+)" corresponds to no data')
 
 
 def _guarded(load, where) -> datasets.DatasetDict:
     try:
         return load()
     except Exception as error:
+        empty = _EMPTY_SPLIT.search(str(error))
+        if empty:
+            raise PeftbenchError(f"dataset at '{where}': the {empty.group(1)} split is empty") from error
+        first_line = (str(error).splitlines() or [""])[0]
         raise PeftbenchError(
-            f"could not read dataset at '{where}': {type(error).__name__}: {error}"
+            f"could not read dataset at '{where}': {type(error).__name__}: {first_line}"
         ) from error
 
 

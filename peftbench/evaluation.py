@@ -12,6 +12,8 @@ from torch import nn
 
 from peftbench.batching import TokenizedSplit, collate, eval_batches
 from peftbench.metrics import compute_metrics
+from peftbench.precision import autocast
+from peftbench.train import to_device
 
 
 @dataclass
@@ -31,16 +33,20 @@ def evaluate_model(
     batch_size: int,
     device: torch.device,
     pad_id: int,
+    precision: str = "fp32",
 ) -> EvalResult:
     """The same evaluator for the baseline and every method: length-sorted batches, no grad."""
     model.eval()
     logits = np.zeros((len(split), num_labels), dtype=np.float32)
     start = time.perf_counter()
-    with torch.inference_mode():
+    chunks = []
+    with torch.inference_mode(), autocast(device, precision):
         for indices in eval_batches(split, batch_size):
-            batch = {k: v.to(device) for k, v in collate(split, indices, pad_id).items()}
+            batch = to_device(collate(split, indices, pad_id), device)
             batch.pop("labels")
-            logits[indices] = model(**batch).logits.float().cpu().numpy()
+            chunks.append((indices, model(**batch).logits.float()))
+    for indices, chunk in chunks:  # one device-to-host copy per batch, after all batches are queued
+        logits[indices] = chunk.cpu().numpy()
     seconds = time.perf_counter() - start
     predictions = logits.argmax(axis=1)
     loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(split.labels)))

@@ -183,6 +183,11 @@ def _format(group: pd.DataFrame) -> pd.DataFrame:
                 "trainable %": num(row.trainable_percent, ".3f"),
                 "train s": num(row.train_seconds, ".1f"),
                 "samples/s": num(row.samples_per_second, ".1f"),
+                "tokens/s": num(row.tokens_per_second, ",.0f"),
+                "peak MB": num(row.peak_memory_mb, ",.0f"),
+                "adapter KB": num(
+                    row.adapter_bytes / 1024 if not pd.isna(row.adapter_bytes) else np.nan, ",.1f"
+                ),
                 "reload identical": status,
             }
         )

@@ -87,7 +87,7 @@ def write_record(record: RunRecord, out: Path) -> Path:
     """Write ``record`` under ``out/records/`` atomically; returns its path."""
     path = record_path(out, record.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".json.tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(record.to_json())

@@ -7,9 +7,7 @@ of ending the sweep.
 
 from __future__ import annotations
 
-import resource
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,11 +17,14 @@ import numpy as np
 import torch
 
 from peftbench.batching import TokenizedSplit
+from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_memory
 from peftbench.data import LabelledSplits
+from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult, evaluate_model
 from peftbench.methods.base import TaskInfo
 from peftbench.models import ModelSpec, load_model
 from peftbench.plugins import RegisteredMethod
+from peftbench.precision import apply_precision
 from peftbench.records import ADAPTERS_DIR, RunRecord
 from peftbench.train import TrainConfig, TrainingDiverged, train
 
@@ -45,6 +46,8 @@ class SweepContext:
     train_config: TrainConfig
     out: Path
     environment: dict[str, Any]
+    precision: str = "fp32"  # resolved: "fp32" or "bf16"
+    tokens_from_cache: bool = False
     trust_remote_code: bool = False
     progress: bool = True
 
@@ -54,8 +57,16 @@ class SweepContext:
     def evaluate(self, model: torch.nn.Module, split: TokenizedSplit) -> EvalResult:
         cfg = self.train_config
         return evaluate_model(
-            model, split, self.task.num_labels, cfg.eval_batch_size, self.device, self.pad_id
+            model, split, self.task.num_labels, cfg.eval_batch_size, self.device, self.pad_id, self.precision
         )
+
+    def place(self, model: torch.nn.Module, trained: set[str]) -> torch.nn.Module:
+        """Apply the precision policy and move to the device, the same for trained and reloaded.
+
+        ``trained`` names the parameters that train (and stay fp32); a reloaded model is often
+        fully frozen, so the names come from the model that was trained.
+        """
+        return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
 
 
 def execute_run(
@@ -83,16 +94,20 @@ def execute_run(
     phase = "load"
     try:
         phase = "prepare"
-        model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp).to(ctx.device)
+        model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp)
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        model = ctx.place(model, trained)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        _reset_peak_memory(ctx.device)
+        reset_peak_memory(ctx.device)
         phase = "train"
-        stats = train(model, ctx.train, hp, ctx.train_config, seed, ctx.device, ctx.pad_id, ctx.progress)
+        stats = train(
+            model, ctx.train, hp, ctx.train_config, seed, ctx.device, ctx.pad_id, ctx.precision, ctx.progress
+        )
         phase = "evaluate"
         test = ctx.evaluate(model, ctx.test)
         validation = ctx.evaluate(model, ctx.validation)
-        peak_memory = _peak_memory_mb(ctx.device)
+        peak_memory = peak_memory_mb(ctx.device)
         phase = "save"
         if adapter_dir.exists():
             shutil.rmtree(adapter_dir)
@@ -100,7 +115,8 @@ def execute_run(
         entry.method.save(model, adapter_dir)
         del model
         phase = "reload"
-        reloaded = entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp).to(ctx.device)
+        refuse_pickles(adapter_dir)
+        reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp), trained)
         again = ctx.evaluate(reloaded, ctx.test)
     except TrainingDiverged as error:
         return _finish(record, "diverged", f"{error}", phase, adapter_dir)
@@ -123,6 +139,10 @@ def execute_run(
         "train_seconds": stats.seconds,
         "train_samples_per_second": stats.samples_per_second,
         "train_tokens_per_second": stats.tokens_per_second,
+        "padding_efficiency": stats.padding_efficiency,
+        "model_flops_utilisation": model_flops_utilisation(
+            stats.tokens_per_second, total, trainable, ctx.device
+        ),
         "eval_seconds": test.seconds,
         "peak_memory_mb": peak_memory,
         "adapter_bytes": sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()),
@@ -138,25 +158,24 @@ def execute_run(
     return record
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def refuse_pickles(directory: Path) -> None:
+    """Adapters are safetensors only: loading a pickle from a results folder can run code."""
+    pickles = [p.name for p in directory.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise PeftbenchError(
+            f"{directory} holds pickle files ({', '.join(sorted(pickles))}); peftbench loads safetensors only"
+        )
+
+
 def _finish(record: RunRecord, status: str, message: str, phase: str, adapter_dir: Path) -> RunRecord:
     record.status = status
     record.error = f"{message} (during {phase})"
     record.finished_at = _now()
     shutil.rmtree(adapter_dir, ignore_errors=True)  # a half-saved adapter must not look usable
     return record
-
-
-def _reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """CUDA: peak allocated during this run. CPU: the process's peak RSS so far (an upper bound)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _now() -> str:

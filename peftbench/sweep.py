@@ -7,6 +7,7 @@ Runs whose complete record already exists are skipped unless ``force`` is set.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from peftbench import __version__
-from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.environment import describe_environment, pick_device
 from peftbench.errors import PeftbenchError
@@ -24,8 +24,10 @@ from peftbench.leaderboard import Leaderboard
 from peftbench.methods.base import TaskInfo
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
+from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import read_record, record_path, run_key, write_record
 from peftbench.runner import SweepContext, execute_run
+from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import TrainConfig
 
 
@@ -116,12 +118,18 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
     seeds = check_seeds(config.seeds)
     out = check_output_dir(config.out)
     device = pick_device(config.device)
+    enable_tf32(device)
     ctx = _build_context(config, out, device)
+    ctx.fresh_model(seeds[0])  # a model that cannot load is an error now, not one failed record per run
     say = _printer(config.progress)
     total = len(plan) * len(seeds)
-    say(f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on {device}")
+    say(
+        f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on {device} "
+        f"({ctx.precision})"
+    )
     for note in ctx.data.notes:
         say(f"  note: {note}")
+    say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
     done = 0
     for seed in seeds:
         for entry, hp in plan:
@@ -144,22 +152,32 @@ def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
     )
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
+    tokenizer_key = tokenizer_fingerprint(tokenizer)
     max_length = config.train.max_length
+    tokenized, hits = {}, {}
+    for name in ("train", "validation", "test"):
+        tokenized[name], hits[name] = cached_tokenize(
+            tokenizer, getattr(data, name), max_length, tokenizer_key
+        )
     counts = np.bincount(data.train.labels, minlength=data.num_labels)
     return SweepContext(
         model_name=config.model,
         model_spec=spec,
         dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
         data=data,
-        train=tokenize_split(tokenizer, data.train, max_length),
-        validation=tokenize_split(tokenizer, data.validation, max_length),
-        test=tokenize_split(tokenizer, data.test, max_length),
+        train=tokenized["train"],
+        validation=tokenized["validation"],
+        test=tokenized["test"],
         task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts)),
         pad_id=tokenizer.pad_token_id,
         device=device,
-        train_config=config.train,
+        train_config=dataclasses.replace(
+            config.train, precision=resolve_precision(config.train.precision, device)
+        ),
         out=out,
         environment=describe_environment(device),
+        precision=resolve_precision(config.train.precision, device),  # recorded in train_config too
+        tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,
     )

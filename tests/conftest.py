@@ -12,6 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "PEFTBENCH_CACHE" not in os.environ:  # keep the tests' tokenised cache out of the user's
+    import tempfile
+
+    os.environ["PEFTBENCH_CACHE"] = tempfile.mkdtemp(prefix="peftbench-test-cache-")
 _DEFAULT_MIRROR = Path(__file__).resolve().parents[1].parent / "shared"
 if "PEFTBENCH_MIRROR" not in os.environ and _DEFAULT_MIRROR.is_dir():
     os.environ["PEFTBENCH_MIRROR"] = str(_DEFAULT_MIRROR)

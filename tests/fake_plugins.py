@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from peftbench import Method, hookimpl
@@ -57,3 +58,47 @@ class RaisingPlugin:
     @hookimpl
     def register_methods(self, register):
         raise RuntimeError("boom while registering")
+
+
+class ExplodingMethod(Method):
+    """Raises inside the training step, as a buggy plugin would."""
+
+    name = "exploding"
+    description = "Raises during the forward pass."
+
+    def prepare(self, model, task, hp):
+        model.requires_grad_(False)
+        head = classification_head(model)
+        head.requires_grad_(True)
+
+        def explode(*_):
+            raise RuntimeError("kaboom in forward")
+
+        head.register_forward_hook(explode)
+        return model
+
+    def save(self, model, directory):
+        pass
+
+    def load(self, base_model, directory, task, hp):
+        return base_model
+
+
+class NanMethod(HeadProbe):
+    """A head that produces NaN logits: the loss diverges at once."""
+
+    name = "nan_head"
+    description = "Diverges."
+
+    def prepare(self, model, task, hp):
+        model = super().prepare(model, task, hp)
+        with torch.no_grad():
+            classification_head(model).weight.fill_(float("nan"))
+        return model
+
+
+class FaultyPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(ExplodingMethod())
+        register(NanMethod())

@@ -1,0 +1,47 @@
+"""Options for the engine-vs-Trainer benchmarks; the comparison table prints at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+_MIRROR = Path(__file__).resolve().parents[1].parent / "shared"
+if "PEFTBENCH_MIRROR" not in os.environ and _MIRROR.is_dir():
+    os.environ["PEFTBENCH_MIRROR"] = str(_MIRROR)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from engines import RESULTS, BenchData, BenchSetup, comparison_table  # noqa: E402
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("peftbench benchmarks")
+    group.addoption("--bench-model", default="minilm")
+    group.addoption("--bench-dataset", default="rotten_tomatoes")
+    group.addoption("--bench-method", default="lora")
+    group.addoption("--bench-epochs", type=float, default=1.0)
+    group.addoption("--bench-train-samples", type=int, default=None, help="subsample train (smoke runs)")
+
+
+@pytest.fixture(scope="session")
+def bench_data(request) -> BenchData:
+    option = request.config.getoption
+    setup = BenchSetup(
+        model=option("--bench-model"),
+        dataset=option("--bench-dataset"),
+        method=option("--bench-method"),
+        epochs=option("--bench-epochs"),
+        train_samples=option("--bench-train-samples"),
+    )
+    return BenchData(setup)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RESULTS:
+        data = RESULTS.pop("_data")
+        terminalreporter.write_line("")
+        terminalreporter.write_line(comparison_table(data.setup, RESULTS, str(data.device)))

@@ -1,0 +1,79 @@
+"""Tokenise once: tokenised splits cached on disk, keyed by data, tokenizer and max length.
+
+Every method and seed of a sweep, and every later sweep on the same data, reads the same cached
+arrays instead of re-running the tokenizer. The key is a fingerprint of the split's texts and
+labels, the tokenizer's full serialised state and the maximum length, so any change misses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from peftbench.batching import TokenizedSplit, tokenize_split
+from peftbench.data import TextSplit
+
+CACHE_ENV = "PEFTBENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$PEFTBENCH_CACHE``, else ``$XDG_CACHE_HOME/peftbench`` (``~/.cache/peftbench``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "peftbench"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:  # a slow tokenizer: its vocabulary and special tokens decide its output
+        digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(repr(tokenizer.all_special_tokens).encode())
+    return digest.hexdigest()[:16]
+
+
+def split_fingerprint(split: TextSplit) -> str:
+    digest = hashlib.sha256("\x1e".join(split.texts).encode())
+    digest.update(split.labels.astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_tokenize(
+    tokenizer, split: TextSplit, max_length: int, tokenizer_key: str, directory: Path | None = None
+) -> tuple[TokenizedSplit, bool]:
+    """The tokenised split and whether it came from the cache."""
+    directory = cache_dir() if directory is None else directory
+    path = directory / "tokenized" / f"{split_fingerprint(split)}-{tokenizer_key}-{max_length}.npz"
+    if path.exists():
+        try:
+            return _load(path), True
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # corrupt cache entry: rebuild it
+    tokenized = tokenize_split(tokenizer, split, max_length)
+    with contextlib.suppress(OSError):  # an unwritable cache only costs speed
+        _save(tokenized, path)
+    return tokenized, False
+
+
+def _save(split: TokenizedSplit, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = np.concatenate(split.input_ids) if len(split) else np.zeros(0, dtype=np.int64)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    with os.fdopen(handle, "wb") as file:
+        np.savez(file, ids=flat.astype(np.int32), lengths=split.lengths, labels=split.labels)
+    os.replace(temporary, path)
+
+
+def _load(path: Path) -> TokenizedSplit:
+    with np.load(path, allow_pickle=False) as arrays:
+        ids, lengths, labels = arrays["ids"].astype(np.int64), arrays["lengths"], arrays["labels"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return TokenizedSplit([ids[offsets[i] : offsets[i + 1]] for i in range(len(lengths))], labels)
