@@ -30,6 +30,7 @@ def run(
     precision: str = "auto",
     compile: bool = False,
     force: bool = False,
+    tune: bool = False,
     references: bool = True,
     trust_remote_code: bool = False,
     progress: bool = True,
@@ -38,6 +39,8 @@ def run(
 
     ``hp`` overrides hyper-parameters per method: ``{"lora": {"r": 16}}`` or ``["lora.r=16"]``.
     Finished runs (same model, data, method, hyper-parameters, seed) are reused unless ``force``.
+    ``tune`` picks each method's hyper-parameters from its search space on validation accuracy
+    (first seed), then evaluates the choice on test with every seed.
     """
     config = SweepConfig(
         model=model,
@@ -59,6 +62,7 @@ def run(
         label_column=label_column,
         device=device,
         force=force,
+        tune=tune,
         references=references,
         trust_remote_code=trust_remote_code,
         progress=progress,

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods", default=DEFAULT_METHODS, help="comma-separated method names (default: lora)"
     )
     run.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")
+    run.add_argument("--num-seeds", type=int, default=None, help="use seeds 0..N-1 instead of --seeds")
+    run.add_argument("--tune", action="store_true",
+                     help="pick hyper-parameters on validation, then test every seed")  # fmt: skip
     run.add_argument("--epochs", type=float, default=1.0)
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--max-length", type=int, default=128, help="tokens per example after truncation")
@@ -91,12 +94,18 @@ def _methods(args: argparse.Namespace) -> int:
 
     for entry in collect_methods().entries():
         method = entry.method
-        role = "" if method.role == "method" else f" [{method.role}, always run]"
+        role = (
+            ""
+            if method.role == "method"
+            else f" [{method.role}{', always run' if method.always_run else ''}]"
+        )
         default = " (default)" if method.name in DEFAULT_METHODS.split(",") else ""
         print(f"{method.name}{default}{role}  ({entry.source})")
         print(f"    {method.description}")
         if method.trains or method.defaults:
             print(f"    defaults: {_format_defaults(method.hyperparameters())}")
+        if method.tuning_grid():
+            print(f"    --tune tries: {_format_defaults(method.tuning_grid())}")
     return 0
 
 
@@ -112,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         methods=args.methods,
         out=args.out,
-        seeds=_parse_seeds(args.seeds),
+        seeds=_parse_seeds(args.seeds) if args.num_seeds is None else _count_seeds(args.num_seeds),
+        tune=args.tune,
         epochs=args.epochs,
         hp=args.hp,
         dataset_config=args.dataset_config,
@@ -147,6 +157,12 @@ def _parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise PeftbenchError(f"seed '{part.strip()}' is not an integer: write --seeds 0,1,2") from None
     return seeds
+
+
+def _count_seeds(count: int) -> list[int]:
+    if count < 1:
+        raise PeftbenchError(f"--num-seeds {count}: give at least 1")
+    return list(range(count))
 
 
 def _leaderboard(args: argparse.Namespace) -> int:

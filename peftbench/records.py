@@ -37,6 +37,8 @@ class RunRecord:
     seed: int
     method_source: str = "built-in"
     role: str = "method"  # or "baseline" / "reference", from the method's ``role``
+    stage: str = "final"  # "tune": a candidate scored on validation only; "final": on test too
+    tuning: dict[str, Any] | None = None  # final runs of a tuned sweep: the choice and candidates
     dataset_fingerprint: str = ""
     label_names: list[str] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -44,7 +46,8 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
     reload: dict[str, Any] = field(default_factory=dict)
-    predictions: list[int] = field(default_factory=list)
+    predictions: list[int] = field(default_factory=list)  # test predictions, in split order
+    references: list[int] = field(default_factory=list)  # test labels, for paired comparisons
     adapter_path: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

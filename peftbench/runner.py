@@ -70,9 +70,19 @@ class SweepContext:
 
 
 def execute_run(
-    ctx: SweepContext, entry: RegisteredMethod, hp: dict[str, Any], seed: int, run_id: str
+    ctx: SweepContext,
+    entry: RegisteredMethod,
+    hp: dict[str, Any],
+    seed: int,
+    run_id: str,
+    stage: str = "final",
+    tuning: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Run ``entry.method`` once; never raises for a failure inside the run (KeyboardInterrupt aside)."""
+    """Run ``entry.method`` once; never raises for a failure inside the run (KeyboardInterrupt aside).
+
+    A ``tune`` run is scored on validation only and keeps no adapter; a ``final`` run is scored on
+    validation and test, saved, reloaded and checked.
+    """
     record = RunRecord(
         run_id=run_id,
         status="failed",
@@ -82,6 +92,8 @@ def execute_run(
         seed=seed,
         method_source=entry.source,
         role=entry.method.role,
+        stage=stage,
+        tuning=tuning,
         dataset_fingerprint=ctx.data.fingerprint(),
         label_names=list(ctx.data.label_names),
         hyperparameters=dict(hp),
@@ -91,9 +103,9 @@ def execute_run(
         started_at=_now(),
     )
     adapter_dir = ctx.out / ADAPTERS_DIR / run_id
-    phase = "load"
+    test = again = None
+    phase = "prepare"
     try:
-        phase = "prepare"
         model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         model = ctx.place(model, trained)
@@ -105,27 +117,26 @@ def execute_run(
             model, ctx.train, hp, ctx.train_config, seed, ctx.device, ctx.pad_id, ctx.precision, ctx.progress
         )
         phase = "evaluate"
-        test = ctx.evaluate(model, ctx.test)
         validation = ctx.evaluate(model, ctx.validation)
+        if stage == "final":  # tuning runs never touch test, so selection cannot depend on it
+            test = ctx.evaluate(model, ctx.test)
         peak_memory = peak_memory_mb(ctx.device)
-        phase = "save"
-        if adapter_dir.exists():
-            shutil.rmtree(adapter_dir)
-        adapter_dir.mkdir(parents=True)
-        entry.method.save(model, adapter_dir)
-        del model
-        phase = "reload"
-        refuse_pickles(adapter_dir)
-        reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp), trained)
-        again = ctx.evaluate(reloaded, ctx.test)
+        if stage == "final":
+            phase = "save"
+            if adapter_dir.exists():
+                shutil.rmtree(adapter_dir)
+            adapter_dir.mkdir(parents=True)
+            entry.method.save(model, adapter_dir)
+            del model
+            phase = "reload"
+            refuse_pickles(adapter_dir)
+            reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp), trained)
+            again = ctx.evaluate(reloaded, ctx.test)
     except TrainingDiverged as error:
         return _finish(record, "diverged", f"{error}", phase, adapter_dir)
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
         return _finish(record, "failed", f"{type(error).__name__}: {error}", phase, adapter_dir)
     record.metrics = {
-        "accuracy": test.accuracy,
-        "macro_f1": test.macro_f1,
-        "loss": test.loss,
         "validation_accuracy": validation.accuracy,
         "validation_macro_f1": validation.macro_f1,
         "validation_loss": validation.loss,
@@ -143,16 +154,19 @@ def execute_run(
         "model_flops_utilisation": model_flops_utilisation(
             stats.tokens_per_second, total, trainable, ctx.device
         ),
-        "eval_seconds": test.seconds,
         "peak_memory_mb": peak_memory,
-        "adapter_bytes": sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()),
     }
-    record.reload = {
-        "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
-        "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
-    }
-    record.predictions = test.predictions.tolist()
-    record.adapter_path = str(adapter_dir.relative_to(ctx.out))
+    if test is not None:
+        record.metrics.update(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss)
+        record.costs["eval_seconds"] = test.seconds
+        record.costs["adapter_bytes"] = sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file())
+        record.reload = {
+            "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
+            "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
+        }
+        record.predictions = test.predictions.tolist()
+        record.references = ctx.test.labels.tolist()
+        record.adapter_path = str(adapter_dir.relative_to(ctx.out))
     record.status = "complete"
     record.finished_at = _now()
     return record

@@ -25,10 +25,11 @@ from peftbench.methods.base import TaskInfo
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.precision import enable_tf32, resolve_precision
-from peftbench.records import read_record, record_path, run_key, write_record
+from peftbench.records import RunRecord, read_record, record_path, run_key, write_record
 from peftbench.runner import SweepContext, execute_run
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import TrainConfig
+from peftbench.tuning import candidates, select_configuration, tuning_grid
 
 
 @dataclass
@@ -48,6 +49,7 @@ class SweepConfig:
     references: bool = True
     trust_remote_code: bool = False
     progress: bool = True
+    tune: bool = False  # choose each method's hyper-parameters on validation, then test every seed
 
 
 def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
@@ -76,9 +78,8 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> list[tuple[Regis
     entries = [registry.get(name) for name in names]
     if config.references:
         asked = set(names)
-        entries = [
-            e for e in registry.entries() if e.method.role != "method" and e.method.name not in asked
-        ] + entries
+        always = [e for e in registry.entries() if e.method.always_run and e.method.name not in asked]
+        entries = always + entries
     for method in config.hp:
         if method not in {e.method.name for e in entries}:
             registry.get(method)  # unknown names get the list of known ones
@@ -122,7 +123,11 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
     ctx = _build_context(config, out, device)
     ctx.fresh_model(seeds[0])  # a model that cannot load is an error now, not one failed record per run
     say = _printer(config.progress)
-    total = len(plan) * len(seeds)
+    grids = {
+        e.method.name: tuning_grid(e.method, config.hp.get(e.method.name)) if config.tune else {}
+        for e, _ in plan
+    }
+    total = sum(len(seeds) + len(candidates(grids[e.method.name])) for e, _ in plan)
     say(
         f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on {device} "
         f"({ctx.precision})"
@@ -130,20 +135,43 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
     for note in ctx.data.notes:
         say(f"  note: {note}")
     say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
-    done = 0
-    for seed in seeds:
-        for entry, hp in plan:
-            done += 1
-            run_id = _run_id(ctx, entry, hp, seed)
-            label = f"[{done}/{total}] {entry.method.name} seed {seed}"
-            path = record_path(out, run_id)
-            if not config.force and path.exists() and _is_complete(path):
-                say(f"{label}: skipped, complete record exists ({path.name})")
-                continue
-            record = execute_run(ctx, entry, hp, seed, run_id)
-            write_record(record, out)
-            say(f"{label}: {_summary(record)}")
+    counter = iter(range(1, total + 1))
+    for entry, hp in plan:
+        overrides = config.hp.get(entry.method.name, {})
+        tuning = None
+        if grids[entry.method.name]:
+            tried = []
+            for combo in candidates(grids[entry.method.name]):
+                candidate = entry.method.hyperparameters({**overrides, **combo})
+                label = f"[{next(counter)}/{total}] {entry.method.name} tuning {_describe(combo)}"
+                tried.append(_run_or_skip(ctx, entry, candidate, seeds[0], "tune", label, say, config.force))
+            tuning = select_configuration(tried, grids[entry.method.name])
+            hp = entry.method.hyperparameters({**overrides, **tuning["chosen"]})
+            say(f"  {entry.method.name}: chose {_describe(tuning['chosen'])} on validation accuracy")
+        for seed in seeds:
+            label = f"[{next(counter)}/{total}] {entry.method.name} seed {seed}"
+            _run_or_skip(ctx, entry, hp, seed, "final", label, say, config.force, tuning)
     return Leaderboard.from_dir(out)
+
+
+def _run_or_skip(ctx, entry, hp, seed, stage, label, say, force, tuning=None) -> RunRecord:
+    run_id = _run_id(ctx, entry, hp, seed, stage)
+    path = record_path(ctx.out, run_id)
+    if not force and path.exists():
+        existing = _complete_record(path)
+        if existing is not None:
+            say(f"{label}: skipped, complete record exists ({path.name})")
+            return existing
+    record = execute_run(ctx, entry, hp, seed, run_id, stage=stage, tuning=tuning)
+    write_record(record, ctx.out)
+    say(f"{label}: {_summary(record)}")
+    return record
+
+
+def _describe(values: dict) -> str:
+    return ", ".join(
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items()
+    )
 
 
 def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
@@ -183,7 +211,7 @@ def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
     )
 
 
-def _run_id(ctx: SweepContext, entry: RegisteredMethod, hp: dict, seed: int) -> str:
+def _run_id(ctx: SweepContext, entry: RegisteredMethod, hp: dict, seed: int, stage: str) -> str:
     key = run_key(
         {
             "model": ctx.model_spec.name,
@@ -194,23 +222,28 @@ def _run_id(ctx: SweepContext, entry: RegisteredMethod, hp: dict, seed: int) -> 
             "hp": hp,
             "train": ctx.train_config.__dict__,
             "seed": seed,
+            "stage": stage,
             "peftbench": __version__,
         }
     )
-    return f"{entry.method.name}-seed{seed}-{key}"
+    prefix = "" if stage == "final" else f"{stage}-"
+    return f"{entry.method.name}-{prefix}seed{seed}-{key}"
 
 
-def _is_complete(path: Path) -> bool:
+def _complete_record(path: Path) -> RunRecord | None:
     try:
-        return read_record(path).status == "complete"
+        record = read_record(path)
     except (OSError, ValueError, TypeError):
-        return False  # unreadable: run it again
+        return None  # unreadable: run it again
+    return record if record.status == "complete" else None
 
 
 def _summary(record) -> str:
     if record.status != "complete":
         return f"{record.status.upper()}: {record.error}"
     m, c = record.metrics, record.costs
+    if record.stage == "tune":
+        return f"validation accuracy {m['validation_accuracy']:.2%}, {c['train_seconds']:.0f} s training"
     reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
     return (
         f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "

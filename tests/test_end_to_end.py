@@ -57,7 +57,7 @@ def board(keyword_folder, head_probe_plugin, tmp_path_factory):
 def test_every_run_completes_and_reloads_to_identical_predictions(board):
     leaderboard, out = board
     records = leaderboard.records
-    assert sorted(r.method for r in records) == sorted(METHODS + ["baseline", "majority"])
+    assert sorted(r.method for r in records) == sorted(METHODS + ["baseline", "majority", "head_only"])
     for record in records:
         assert record.status == "complete", record.error
         assert record.reload["predictions_identical"] is True

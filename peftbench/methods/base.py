@@ -53,6 +53,10 @@ class Method(ABC):
     #: "method", or a reference row run in every sweep beside the methods asked for: "baseline" (the
     #: untuned model, which the leaderboard's deltas are measured against) or "reference".
     role: ClassVar[str] = "method"
+    #: Run in every sweep (unless references are switched off), like the baseline.
+    always_run: ClassVar[bool] = False
+    #: Values ``--tune`` tries, chosen on validation; ``None``: the learning rate x {1/3, 1, 3}.
+    search_space: ClassVar[dict[str, list[Any]] | None] = None
     #: Methods that train nothing (the untuned baseline) take no training hyper-parameters.
     trains: ClassVar[bool] = True
 
@@ -75,6 +79,18 @@ class Method(ABC):
                     f"method '{self.name}': hyper-parameter '{key}'={value} is out of range {span}"
                 )
         return merged
+
+    def tuning_grid(self) -> dict[str, list[Any]]:
+        """The search space ``--tune`` explores (every combination), validated like overrides."""
+        if not self.trains:
+            return {}
+        if self.search_space is None:
+            rate = self.hyperparameters()["learning_rate"]
+            return {"learning_rate": [rate / 3, rate, rate * 3]}
+        for key, values in self.search_space.items():
+            for value in values:
+                self.hyperparameters({key: value})
+        return {key: list(values) for key, values in self.search_space.items()}
 
     @abstractmethod
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:

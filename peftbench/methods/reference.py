@@ -1,7 +1,8 @@
-"""Reference rows every leaderboard is read against: the untuned model and the majority class.
+"""Reference rows every leaderboard is read against: majority class, untuned model, linear
+probe, and (opt-in, being the expensive one) full fine-tuning.
 
-They are ordinary methods registered through the public hook; a ``role`` other than "method" makes every
-sweep run them beside the methods asked for, so each table carries its own floor.
+They are ordinary methods registered through the public hook; ``always_run`` makes every sweep
+run the cheap ones beside the methods asked for, so each table carries its own floor.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from peftbench.errors import PeftbenchError
 from peftbench.hookspecs import hookimpl
 from peftbench.methods.base import Method, TaskInfo
+from peftbench.models import classification_head
 
 
 class UntunedBaseline(Method):
     name = "baseline"
     description = "The base model with its freshly initialised classification head, not trained at all."
     role = "baseline"
+    always_run = True
     trains = False
 
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
@@ -52,6 +56,7 @@ class MajorityClass(Method):
     name = "majority"
     description = "Always predicts the most frequent training label (logits are the training prior)."
     role = "reference"
+    always_run = True
     trains = False
 
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
@@ -67,7 +72,66 @@ class MajorityClass(Method):
         return MajorityClassifier(load_file(str(directory / "prior.safetensors"))["log_prior"])
 
 
+class HeadOnly(Method):
+    name = "head_only"
+    description = "Linear probe: only the classification head trains; the base model stays frozen."
+    role = "reference"
+    always_run = True
+    defaults = {"learning_rate": 3e-3}
+    search_space = {"learning_rate": [1e-3, 3e-3, 1e-2]}
+
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        model.requires_grad_(False)
+        classification_head(model).requires_grad_(True)
+        return model
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        _save_trainable(model, directory)
+
+    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return self.prepare(_load_trainable(base_model, directory), task, hp)
+
+
+class FullFineTuning(Method):
+    name = "full_finetune"
+    description = "Every weight trains: the expensive upper reference PEFT methods are read against."
+    role = "reference"
+    defaults = {"learning_rate": 5e-5, "weight_decay": 0.01}
+    search_space = {"learning_rate": [2e-5, 5e-5, 1e-4]}
+
+    def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        model.requires_grad_(True)
+        return model
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        _save_trainable(model, directory)
+
+    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        return self.prepare(_load_trainable(base_model, directory), task, hp)
+
+
+TRAINED_WEIGHTS = "trained.safetensors"
+
+
+def _save_trainable(model: nn.Module, directory: Path) -> None:
+    state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(state, str(directory / TRAINED_WEIGHTS))
+
+
+def _load_trainable(model: nn.Module, directory: Path) -> nn.Module:
+    state = load_file(str(directory / TRAINED_WEIGHTS))
+    unexpected = sorted(set(state) - {name for name, _ in model.named_parameters()})
+    if unexpected:
+        raise PeftbenchError(
+            f"weights in {directory} do not fit this model (unknown: {', '.join(unexpected[:3])})"
+        )
+    model.load_state_dict(state, strict=False)
+    return model
+
+
 @hookimpl
 def register_methods(register):
     register(UntunedBaseline())
     register(MajorityClass())
+    register(HeadOnly())
+    register(FullFineTuning())
