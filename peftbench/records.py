@@ -67,7 +67,12 @@ class RunRecord:
         if version != SCHEMA_VERSION:
             raise ValueError(f"unknown schema version {version!r} (this peftbench reads {SCHEMA_VERSION})")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(data)
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = required - set(data)
         if missing:
             raise ValueError(f"missing fields: {', '.join(sorted(missing))}")
         record = cls(**{k: v for k, v in data.items() if k in names})

@@ -189,7 +189,7 @@ def test_corrupt_records_are_reported_and_rerun_on_resume(finished, tmp_path, ca
     args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(copy)]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.count("skipped, complete record exists") == 2 and "lora seed 0: accuracy" in err
+    assert err.count("skipped, complete record exists") == 3 and "lora seed 0: accuracy" in err
     assert victim.read_bytes() != b"" and read_records(copy)
 
 

@@ -85,3 +85,17 @@ def test_leaderboard_escapes_names_from_plugins():
 def test_empty_leaderboard():
     assert Leaderboard([]).to_frame().empty
     assert Leaderboard([]).to_markdown() == "No run records found."
+
+
+def test_records_from_older_writers_without_optional_fields_still_load(tmp_path):
+    path = write_record(record("lora", 0, 0.8), tmp_path)
+    data = json.loads(path.read_text())
+    for optional in ("references", "tuning", "stage", "notes"):
+        data.pop(optional)
+    path.write_text(json.dumps(data))
+    (loaded,) = read_records(tmp_path)
+    assert loaded.references == [] and loaded.stage == "final"
+    data.pop("run_id")
+    path.write_text(json.dumps(data))
+    with pytest.warns(RecordWarning, match="missing fields: run_id"):
+        assert read_records(tmp_path) == []
