@@ -147,7 +147,12 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
                 tried.append(_run_or_skip(ctx, entry, candidate, seeds[0], "tune", label, say, config.force))
             tuning = select_configuration(tried, grids[entry.method.name])
             hp = entry.method.hyperparameters({**overrides, **tuning["chosen"]})
-            say(f"  {entry.method.name}: chose {_describe(tuning['chosen'])} on validation accuracy")
+            choice = (
+                f"chose {_describe(tuning['chosen'])} on validation accuracy"
+                if tuning["chosen"]
+                else tuning["note"]
+            )
+            say(f"  {entry.method.name}: {choice}")
         for seed in seeds:
             label = f"[{next(counter)}/{total}] {entry.method.name} seed {seed}"
             _run_or_skip(ctx, entry, hp, seed, "final", label, say, config.force, tuning)
