@@ -34,13 +34,16 @@ def run(
     references: bool = True,
     trust_remote_code: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Leaderboard:
     """Fine-tune ``model`` on ``dataset`` with each method and seed; return the leaderboard.
 
     ``hp`` overrides hyper-parameters per method: ``{"lora": {"r": 16}}`` or ``["lora.r=16"]``.
     Finished runs (same model, data, method, hyper-parameters, seed) are reused unless ``force``.
     ``tune`` picks each method's hyper-parameters from its search space on validation accuracy
-    (first seed), then evaluates the choice on test with every seed.
+    (first seed), then evaluates the choice on test with every seed. ``executor="ray"`` spreads
+    the runs over a Ray cluster (``ray_address``, else ``$RAY_ADDRESS``, else a local one).
     """
     config = SweepConfig(
         model=model,
@@ -66,5 +69,7 @@ def run(
         references=references,
         trust_remote_code=trust_remote_code,
         progress=progress,
+        executor=executor,
+        ray_address=ray_address,
     )
     return run_sweep(config)

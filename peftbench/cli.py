@@ -1,4 +1,4 @@
-"""``peftbench run | methods | leaderboard``: the command line, a thin layer over the Python API.
+"""``peftbench run | methods | leaderboard | docs``: the command line, a thin layer over the API.
 
 A ``PeftbenchError`` (anything the user can fix) is printed as one line and exits 2; a sweep in
 which some runs failed exits 1 after writing every record it could.
@@ -55,10 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-references", action="store_true", help="skip the baseline and majority rows")
     run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--executor", default="local",
+                     help="local (this process, default) or ray (a Ray task per run)")  # fmt: skip
+    run.add_argument("--ray-address", default=None,
+                     help="Ray cluster to join (default: $RAY_ADDRESS, else start one)")  # fmt: skip
 
     board = commands.add_parser("leaderboard", help="print the leaderboard of a results folder")
     board.add_argument("out", nargs="?", default="runs")
     board.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+
+    docs = commands.add_parser("docs", help="generate the site's leaderboard and method pages from records")
+    docs.add_argument("--records", default="leaderboard/records", help="run records, in any sub-folder")
+    docs.add_argument("--site", default="docs", help="the mkdocs docs folder to write into")
     return parser
 
 
@@ -66,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        return {"methods": _methods, "run": _run, "leaderboard": _leaderboard}[args.command](args)
+        commands = {"methods": _methods, "run": _run, "leaderboard": _leaderboard, "docs": _docs}
+        return commands[args.command](args)
     except PeftbenchError as error:
         print(f"peftbench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -138,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         references=not args.no_references,
         trust_remote_code=args.trust_remote_code,
         progress=not args.quiet,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     print(board.to_markdown())
     failed = [r for r in board.records if r.status != "complete"]
@@ -174,6 +185,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
         raise PeftbenchError(f"results folder '{args.out}' does not exist: pass the --out of a run")
     board = Leaderboard.from_dir(args.out)
     print(board.to_markdown() if args.format == "markdown" else board.to_csv(), end="")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from peftbench.site import build_site
+
+    built = build_site(args.records, args.site)
+    print(
+        f"peftbench: wrote {len(built.pages)} pages and {len(built.plots)} plots under {args.site}/ "
+        f"from {built.records} records" + (f"; removed {len(built.removed)} stale" if built.removed else "")
+    )
     return 0
 
 

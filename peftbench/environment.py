@@ -27,6 +27,19 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def cpu_model() -> str | None:
+    """The processor's marketing name (``platform.processor()`` is often just the architecture on
+    Linux); ``None`` where the system does not say. Records from before it lack the key."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def describe_environment(device: torch.device) -> dict[str, Any]:
     versions = {}
     for package in PACKAGES:
@@ -41,6 +54,7 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
     return {
         "device": str(device),
         "device_name": device_name,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -85,7 +85,7 @@ class Leaderboard:
             return pd.DataFrame(columns=FRAME_COLUMNS)
         rows = [self._row(key, group) for key, group in runs.groupby(KEYS, sort=False)]
         table = pd.DataFrame(rows)
-        table["method"] = _display_names(table)
+        table["method"] = display_names(table)
         parts = [self._compare(group) for _, group in table.groupby(GROUP, sort=False)]
         table = pd.concat(parts).sort_values(
             [*GROUP, "accuracy"], ascending=[True, True, False], na_position="last"
@@ -125,7 +125,7 @@ class Leaderboard:
         rows = [
             np.asarray(r.predictions) == np.asarray(r.references)
             for r in self._final
-            if (r.model, r.dataset, r.method, _config(r)) == key and r.status == "complete"
+            if (r.model, r.dataset, r.method, config_key(r)) == key and r.status == "complete"
             and r.predictions and len(r.predictions) == len(r.references)
         ]  # fmt: skip
         if not rows or len({len(row) for row in rows}) != 1:
@@ -184,7 +184,8 @@ def _p_value(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return paired_bootstrap(a, b).p_value
 
 
-def _config(record: RunRecord) -> str:
+def config_key(record: RunRecord) -> str:
+    """What tells two configurations of one method apart: its hyper-parameters and training settings."""
     return run_key({"hp": record.hyperparameters, "train": record.train_config})
 
 
@@ -195,7 +196,7 @@ def _run_row(record: RunRecord) -> dict:
         "model": record.model,
         "dataset": record.dataset,
         "method": record.method,
-        "config": _config(record),
+        "config": config_key(record),
         "role": record.role,
         "source": record.method_source,
         "seed": record.seed,
@@ -219,7 +220,7 @@ def _run_row(record: RunRecord) -> dict:
     }
 
 
-def _display_names(table: pd.DataFrame) -> pd.Series:
+def display_names(table: pd.DataFrame) -> pd.Series:
     """A method run with several configurations gets its config key appended to tell them apart."""
     counts = table.groupby(["model", "dataset", "method"])["config"].transform("nunique")
     return table["method"].where(counts == 1, table["method"] + "#" + table["config"].str[:6])
@@ -237,7 +238,7 @@ def format_table(group: pd.DataFrame) -> pd.DataFrame:
         interval = "" if pd.isna(row.accuracy_ci95) else f" ± {100 * row.accuracy_ci95:.2f}"
         delta = num(100 * row.delta_vs_baseline if not pd.isna(row.delta_vs_baseline) else np.nan, "+.2f")
         p_value = (
-            "" if pd.isna(row.p_vs_baseline) or row.role == "baseline" else f" (p={row.p_vs_baseline:.3f})"
+            "" if pd.isna(row.p_vs_baseline) or row.role == "baseline" else f" ({p_text(row.p_vs_baseline)})"
         )
         rows.append(
             {
@@ -263,6 +264,11 @@ def format_table(group: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def p_text(p: float) -> str:
+    """A bootstrap p-value as people should read it: 0 resamples against means below 1/1000, not 0."""
+    return "p<0.001" if p < 0.0005 else f"p={p:.3f}"
 
 
 def escape(text: object) -> str:

@@ -8,6 +8,7 @@ of ending the sweep.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,34 +78,18 @@ def execute_run(
     run_id: str,
     stage: str = "final",
     tuning: dict[str, Any] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Run ``entry.method`` once; never raises for a failure inside the run (KeyboardInterrupt aside).
 
     A ``tune`` run is scored on validation only and keeps no adapter; a ``final`` run is scored on
-    validation and test, saved, reloaded and checked.
+    validation and test, saved, reloaded and checked. ``on_phase`` hears each phase as it starts,
+    so whoever watches a run that dies outright (its process killed) can still say in which phase.
     """
-    record = RunRecord(
-        run_id=run_id,
-        status="failed",
-        model=ctx.model_name,
-        dataset=ctx.dataset_name,
-        method=entry.method.name,
-        seed=seed,
-        method_source=entry.source,
-        role=entry.method.role,
-        stage=stage,
-        tuning=tuning,
-        dataset_fingerprint=ctx.data.fingerprint(),
-        label_names=list(ctx.data.label_names),
-        hyperparameters=dict(hp),
-        train_config=asdict(ctx.train_config),
-        environment=ctx.environment,
-        notes=list(ctx.data.notes),
-        started_at=_now(),
-    )
+    record = new_record(ctx, entry, hp, seed, run_id, stage, tuning)
     adapter_dir = ctx.out / ADAPTERS_DIR / run_id
     test = again = None
-    phase = "prepare"
+    phase = _enter("prepare", on_phase)
     try:
         model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -112,23 +97,23 @@ def execute_run(
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         reset_peak_memory(ctx.device)
-        phase = "train"
+        phase = _enter("train", on_phase)
         stats = train(
             model, ctx.train, hp, ctx.train_config, seed, ctx.device, ctx.pad_id, ctx.precision, ctx.progress
         )
-        phase = "evaluate"
+        phase = _enter("evaluate", on_phase)
         validation = ctx.evaluate(model, ctx.validation)
         if stage == "final":  # tuning runs never touch test, so selection cannot depend on it
             test = ctx.evaluate(model, ctx.test)
         peak_memory = peak_memory_mb(ctx.device)
         if stage == "final":
-            phase = "save"
+            phase = _enter("save", on_phase)
             if adapter_dir.exists():
                 shutil.rmtree(adapter_dir)
             adapter_dir.mkdir(parents=True)
             entry.method.save(model, adapter_dir)
             del model
-            phase = "reload"
+            phase = _enter("reload", on_phase)
             refuse_pickles(adapter_dir)
             reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp), trained)
             again = ctx.evaluate(reloaded, ctx.test)
@@ -172,6 +157,53 @@ def execute_run(
     return record
 
 
+def new_record(
+    ctx: SweepContext,
+    entry: RegisteredMethod,
+    hp: dict[str, Any],
+    seed: int,
+    run_id: str,
+    stage: str = "final",
+    tuning: dict[str, Any] | None = None,
+) -> RunRecord:
+    """The record of a run before it has any result (status ``failed`` until it completes)."""
+    return RunRecord(
+        run_id=run_id,
+        status="failed",
+        model=ctx.model_name,
+        dataset=ctx.dataset_name,
+        method=entry.method.name,
+        seed=seed,
+        method_source=entry.source,
+        role=entry.method.role,
+        stage=stage,
+        tuning=tuning,
+        dataset_fingerprint=ctx.data.fingerprint(),
+        label_names=list(ctx.data.label_names),
+        hyperparameters=dict(hp),
+        train_config=asdict(ctx.train_config),
+        environment=ctx.environment,
+        notes=list(ctx.data.notes),
+        started_at=_now(),
+    )
+
+
+def lost_record(
+    ctx: SweepContext,
+    entry: RegisteredMethod,
+    hp: dict[str, Any],
+    seed: int,
+    run_id: str,
+    stage: str,
+    tuning: dict[str, Any] | None,
+    message: str,
+    phase: str,
+) -> RunRecord:
+    """A ``failed`` record made for a run that could not report one itself (its worker died)."""
+    record = new_record(ctx, entry, hp, seed, run_id, stage, tuning)
+    return _finish(record, "failed", message, phase, ctx.out / ADAPTERS_DIR / run_id)
+
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -190,6 +222,12 @@ def _finish(record: RunRecord, status: str, message: str, phase: str, adapter_di
     record.finished_at = _now()
     shutil.rmtree(adapter_dir, ignore_errors=True)  # a half-saved adapter must not look usable
     return record
+
+
+def _enter(phase: str, on_phase: Callable[[str], None] | None) -> str:
+    if on_phase is not None:
+        on_phase(phase)
+    return phase
 
 
 def _now() -> str:

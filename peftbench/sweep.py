@@ -3,13 +3,17 @@
 Everything that can be checked is checked before any training starts (method names,
 hyper-parameters, seeds, output folder, dataset, model), so a typo costs seconds, not a night.
 Runs whose complete record already exists are skipped unless ``force`` is set.
+
+The sweep plans and decides; an executor (``peftbench.executors``) only runs batches of
+independent runs. With a parallel executor, every method's tuning candidates form one batch and
+every final run a second one, so a cluster gets all the parallelism the dependency allows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +22,14 @@ import numpy as np
 
 from peftbench import __version__
 from peftbench.data import DatasetSpec, load_splits
-from peftbench.environment import describe_environment, pick_device
 from peftbench.errors import PeftbenchError
+from peftbench.executors import Executor, Placement, RunSpec, get_executor
 from peftbench.leaderboard import Leaderboard
 from peftbench.methods.base import TaskInfo
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
-from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import RunRecord, read_record, record_path, run_key, write_record
-from peftbench.runner import SweepContext, execute_run
+from peftbench.runner import SweepContext
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import TrainConfig
 from peftbench.tuning import candidates, select_configuration, tuning_grid
@@ -50,6 +53,8 @@ class SweepConfig:
     trust_remote_code: bool = False
     progress: bool = True
     tune: bool = False  # choose each method's hyper-parameters on validation, then test every seed
+    executor: str = "local"  # or "ray": see peftbench.executors
+    ray_address: str | None = None  # a Ray cluster to join (else $RAY_ADDRESS, else a local one)
 
 
 def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
@@ -118,10 +123,18 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
     plan = plan_runs(config, registry)
     seeds = check_seeds(config.seeds)
     out = check_output_dir(config.out)
-    device = pick_device(config.device)
-    enable_tf32(device)
-    ctx = _build_context(config, out, device)
-    ctx.fresh_model(seeds[0])  # a model that cannot load is an error now, not one failed record per run
+    executor = get_executor(config.executor, config.ray_address)
+    try:
+        placement = executor.start(config.device, config.train.precision)
+        ctx = _build_context(config, out, placement)
+        ctx.fresh_model(seeds[0])  # a model that cannot load is an error now, not one failed record per run
+        _run_plan(config, ctx, plan, seeds, executor, placement)
+    finally:
+        executor.close()
+    return Leaderboard.from_dir(out)
+
+
+def _run_plan(config, ctx, plan, seeds, executor: Executor, placement: Placement) -> None:
     say = _printer(config.progress)
     grids = {
         e.method.name: tuning_grid(e.method, config.hp.get(e.method.name)) if config.tune else {}
@@ -129,48 +142,93 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
     }
     total = sum(len(seeds) + len(candidates(grids[e.method.name])) for e, _ in plan)
     say(
-        f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on {device} "
-        f"({ctx.precision})"
+        f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {total} runs on "
+        f"{placement.device} ({ctx.precision})"
     )
+    if placement.description:
+        say(placement.description)
     for note in ctx.data.notes:
         say(f"  note: {note}")
     say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
-    counter = iter(range(1, total + 1))
-    for entry, hp in plan:
-        overrides = config.hp.get(entry.method.name, {})
-        tuning = None
-        if grids[entry.method.name]:
-            tried = []
-            for combo in candidates(grids[entry.method.name]):
-                candidate = entry.method.hyperparameters({**overrides, **combo})
-                label = f"[{next(counter)}/{total}] {entry.method.name} tuning {_describe(combo)}"
-                tried.append(_run_or_skip(ctx, entry, candidate, seeds[0], "tune", label, say, config.force))
-            tuning = select_configuration(tried, grids[entry.method.name])
-            hp = entry.method.hyperparameters({**overrides, **tuning["chosen"]})
+    progress = _Progress(total, say)
+    # One method at a time in this process; every method at once on a parallel executor.
+    groups = [plan] if executor.parallel else [[item] for item in plan]
+    for group in groups:
+        _run_group(config, ctx, group, seeds, grids, executor, progress)
+
+
+def _run_group(config, ctx, group, seeds, grids, executor: Executor, progress: _Progress) -> None:
+    """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
+    tuning_runs = {
+        entry.method.name: _candidate_specs(ctx, config, entry, grids[entry.method.name], seeds[0])
+        for entry, _ in group
+    }
+    every_candidate = [spec for specs in tuning_runs.values() for spec in specs]
+    tried = _execute(ctx, every_candidate, executor, progress, config)
+    finals = []
+    for entry, hp in group:
+        name, tuning = entry.method.name, None
+        if grids[name]:
+            tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
+            hp = entry.method.hyperparameters({**config.hp.get(name, {}), **tuning["chosen"]})
             choice = (
                 f"chose {_describe(tuning['chosen'])} on validation accuracy"
                 if tuning["chosen"]
                 else tuning["note"]
             )
-            say(f"  {entry.method.name}: {choice}")
-        for seed in seeds:
-            label = f"[{next(counter)}/{total}] {entry.method.name} seed {seed}"
-            _run_or_skip(ctx, entry, hp, seed, "final", label, say, config.force, tuning)
-    return Leaderboard.from_dir(out)
+            progress.say(f"  {name}: {choice}")
+        finals += [_spec(ctx, entry, hp, seed, "final", f"{name} seed {seed}", tuning) for seed in seeds]
+    _execute(ctx, finals, executor, progress, config)
 
 
-def _run_or_skip(ctx, entry, hp, seed, stage, label, say, force, tuning=None) -> RunRecord:
-    run_id = _run_id(ctx, entry, hp, seed, stage)
-    path = record_path(ctx.out, run_id)
-    if not force and path.exists():
-        existing = _complete_record(path)
-        if existing is not None:
-            say(f"{label}: skipped, complete record exists ({path.name})")
-            return existing
-    record = execute_run(ctx, entry, hp, seed, run_id, stage=stage, tuning=tuning)
-    write_record(record, ctx.out)
-    say(f"{label}: {_summary(record)}")
-    return record
+def _candidate_specs(ctx, config, entry, grid, seed) -> list[RunSpec]:
+    """One tuning run per combination of the method's search space, in the grid's order."""
+    name, overrides = entry.method.name, config.hp.get(entry.method.name, {})
+    specs = []
+    for combo in candidates(grid):
+        hp = entry.method.hyperparameters({**overrides, **combo})
+        specs.append(_spec(ctx, entry, hp, seed, "tune", f"{name} tuning {_describe(combo)}"))
+    return specs
+
+
+def _spec(ctx, entry, hp, seed, stage, label, tuning=None) -> RunSpec:
+    return RunSpec(entry, hp, seed, _run_id(ctx, entry, hp, seed, stage), stage, tuning, label)
+
+
+def _execute(ctx, specs, executor: Executor, progress: _Progress, config) -> dict[str, RunRecord]:
+    """Skip what is complete, hand the rest to the executor, write each record as it arrives.
+
+    A sequential executor gets one run at a time, so progress lines keep the plan's order.
+    """
+    records: dict[str, RunRecord] = {}
+    for batch in [specs] if executor.parallel else [[spec] for spec in specs]:
+        todo = []
+        for spec in batch:
+            path = record_path(ctx.out, spec.run_id)
+            existing = None if config.force or not path.exists() else _complete_record(path)
+            if existing is None:
+                todo.append(spec)
+            else:
+                records[spec.run_id] = existing
+                progress.report(spec, f"skipped, complete record exists ({path.name})")
+        for spec, record in executor.run(ctx, todo):
+            write_record(record, ctx.out)
+            records[spec.run_id] = record
+            progress.report(spec, _summary(record))
+    return records
+
+
+@dataclass
+class _Progress:
+    """``[k/total] label: what happened`` lines, numbered in the order runs finish."""
+
+    total: int
+    say: Callable[[str], None]
+    done: int = 0
+
+    def report(self, spec: RunSpec, message: str) -> None:
+        self.done += 1
+        self.say(f"[{self.done}/{self.total}] {spec.label}: {message}")
 
 
 def _describe(values: dict) -> str:
@@ -179,7 +237,7 @@ def _describe(values: dict) -> str:
     )
 
 
-def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
+def _build_context(config: SweepConfig, out: Path, placement: Placement) -> SweepContext:
     data = load_splits(
         DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
     )
@@ -203,13 +261,11 @@ def _build_context(config: SweepConfig, out: Path, device) -> SweepContext:
         test=tokenized["test"],
         task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts)),
         pad_id=tokenizer.pad_token_id,
-        device=device,
-        train_config=dataclasses.replace(
-            config.train, precision=resolve_precision(config.train.precision, device)
-        ),
+        device=placement.device,
+        train_config=dataclasses.replace(config.train, precision=placement.precision),
         out=out,
-        environment=describe_environment(device),
-        precision=resolve_precision(config.train.precision, device),  # recorded in train_config too
+        environment=placement.environment,
+        precision=placement.precision,  # recorded in train_config too
         tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,

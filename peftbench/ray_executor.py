@@ -1,0 +1,303 @@
+"""The Ray executor: each run is a Ray task on one GPU of the cluster (one CPU where it has no GPUs).
+
+Imported only for ``--executor ray``, so Ray stays an optional extra.
+
+The driver collects. A worker returns its run's record and the adapter files it saved (in a
+scratch folder of its own node); the driver — the process running ``peftbench run`` — writes the
+adapter under ``--out/adapters/`` and the sweep writes the record under ``--out/records/`` with the
+same atomic ``write_record`` as the local executor. Why: no shared filesystem is needed (a
+``ray://`` client or a cluster of separate disks works the same), one process writes every
+record, so resume and kill-safety are the local executor's, and a worker that dies cannot leave
+half a record or half an adapter. The price is that adapters travel through the object store
+(small for adapters; a full fine-tune ships a whole model copy).
+
+The sweep context, tokenised splits included, is put in the object store once per sweep: no
+worker tokenises. Each task loads the base model itself from the resolved model spec (an alias,
+the worker node's Hugging Face cache, the mirror, or a folder that must exist on every node).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray.exceptions import RayError, RayTaskError
+
+from peftbench import __version__
+from peftbench.batching import TokenizedSplit
+from peftbench.environment import describe_environment
+from peftbench.errors import PeftbenchError
+from peftbench.executors import Placement, RunSpec
+from peftbench.precision import enable_tf32, resolve_precision
+from peftbench.records import ADAPTERS_DIR, RunRecord
+from peftbench.runner import SweepContext, execute_run, lost_record
+
+#: Driver settings that decide what a run sees, passed on to the workers of a cluster we start
+#: or join, so that ``PEFTBENCH_MIRROR=... peftbench run --executor ray`` means what it means locally.
+FORWARDED_ENV = (
+    "PEFTBENCH_MIRROR",
+    "PEFTBENCH_PLUGINS",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_ENDPOINT",
+)
+PHASE_TIMEOUT_S = 10  # how long to wait for the phase board's answer about a dead worker
+
+
+@dataclasses.dataclass
+class WorkerResult:
+    """What a task sends back: the record, and the saved adapter as {relative path: bytes}."""
+
+    record: RunRecord
+    adapter_files: dict[str, bytes]
+
+
+@ray.remote(max_retries=0)
+def _probe(device_type: str, precision: str) -> dict[str, Any]:
+    """Resolve the precision where runs will execute (the driver may have no GPU at all)."""
+    device = torch.device(device_type)
+    return {"precision": resolve_precision(precision, device), "peftbench": __version__}
+
+
+@ray.remote(num_cpus=0)
+class PhaseBoard:
+    """The phase each run is in, as its worker last said: what a dead worker's record reports."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, str] = {}
+
+    def enter(self, run_id: str, phase: str) -> None:
+        self.phases[run_id] = phase
+
+    def phase(self, run_id: str) -> str | None:
+        return self.phases.get(run_id)
+
+
+@ray.remote(max_retries=0)  # a run whose worker died is recorded as failed, not silently rerun
+def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandle) -> WorkerResult:
+    torch.set_num_threads(_assigned_cpus())  # as many threads as CPUs Ray gave this task
+    device = torch.device(ctx.device.type)  # "cuda" is the GPU Ray assigned to this task
+    enable_tf32(device)
+    scratch = Path(tempfile.mkdtemp(prefix="peftbench-ray-"))
+    try:
+        here = dataclasses.replace(
+            ctx,
+            device=device,
+            out=scratch,
+            environment=_environment(device),
+            **{name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")},
+        )
+        record = execute_run(
+            here,
+            spec.entry,
+            spec.hp,
+            spec.seed,
+            spec.run_id,
+            spec.stage,
+            spec.tuning,
+            on_phase=_reporter(board, spec),
+        )
+        return WorkerResult(record, _read_files(scratch / ADAPTERS_DIR / spec.run_id))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class RayExecutor:
+    """Runs on a Ray cluster: joined at ``address`` (or ``$RAY_ADDRESS``), else started locally."""
+
+    name = "ray"
+    parallel = True
+
+    def __init__(self, address: str | None = None, cpus_per_task: float = 1) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.cpus_per_task = cpus_per_task
+        self._resources: dict[str, float] = {}
+        self._started = False  # whether this executor connected, and so must disconnect
+        self._shared: tuple[SweepContext, ray.ObjectRef] | None = None
+        self._board: ray.actor.ActorHandle | None = None
+
+    def start(self, device: str | None, precision: str) -> Placement:
+        self._connect()
+        cluster = ray.cluster_resources()
+        gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 0)
+        device_type = _device_type(device, gpus)
+        if device_type == "cuda":
+            self._resources = {"num_gpus": 1, "num_cpus": 1}
+        else:
+            self._resources = {"num_cpus": self.cpus_per_task}
+        self._board = PhaseBoard.remote()
+        probe = _get(_probe.options(**self._resources).remote(device_type, precision))
+        if probe["peftbench"] != __version__:
+            raise PeftbenchError(
+                f"Ray workers run peftbench {probe['peftbench']} but this driver runs {__version__}: "
+                "install the same version on every node"
+            )
+        where = (
+            "the Ray cluster this program joined"
+            if not self._started
+            else self.address or "a local Ray cluster"
+        )
+        each = "one GPU" if device_type == "cuda" else f"{self.cpus_per_task:g} CPU"
+        description = f"  executor: ray on {where} ({gpus:g} GPUs, {cpus:g} CPUs), {each} per run"
+        device_obj = torch.device(device_type)
+        return Placement(device_obj, probe["precision"], _environment(device_obj), description)
+
+    def run(self, ctx: SweepContext, specs: Sequence[RunSpec]) -> Iterator[tuple[RunSpec, RunRecord]]:
+        if not specs:
+            return
+        task = _run_on_worker.options(**self._resources)
+        shared = self._share(ctx)
+        pending = {task.remote(shared, spec, self._board): spec for spec in specs}
+        try:
+            while pending:
+                (done,), _ = ray.wait(list(pending), num_returns=1)
+                spec = pending.pop(done)
+                yield spec, self._collect(ctx, spec, done)
+        finally:  # interrupted (Ctrl-C, an error in the driver): do not leave runs behind
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        self._shared = None
+        if self._board is not None:
+            ray.kill(self._board)
+            self._board = None
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    def _connect(self) -> None:
+        if ray.is_initialized():  # the caller already joined a cluster: use it as it is
+            return
+        env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+        try:
+            ray.init(address=self.address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+        except Exception as error:  # ConnectionError, a bad address, a version mismatch, ...
+            where = self.address or "a local Ray cluster"
+            raise PeftbenchError(f"could not start or join {where}: {_first_line(error)}") from error
+        self._started = True
+
+    def _share(self, ctx: SweepContext) -> ray.ObjectRef:
+        """The context in the object store, once per sweep; workers draw no progress bars."""
+        if self._shared is None or self._shared[0] is not ctx:
+            self._shared = (ctx, ray.put(dataclasses.replace(ctx, progress=False)))
+        return self._shared[1]
+
+    def _collect(self, ctx: SweepContext, spec: RunSpec, ref: ray.ObjectRef) -> RunRecord:
+        try:
+            result = ray.get(ref)
+        except RayTaskError as error:  # raised by the task outside the run, e.g. a plugin not installed
+            cause = error.cause if isinstance(error.cause, BaseException) else error
+            message = f"{type(cause).__name__}: {_first_line(cause)}"
+            return self._lost(ctx, spec, message, "setup on a Ray worker")
+        except RayError as error:  # the worker process or its node died: killed, out of memory, ...
+            message = f"{type(error).__name__}: the Ray worker died mid-run ({_first_line(error)})"
+            return self._lost(ctx, spec, message, f"{self._last_phase(spec)} on a Ray worker")
+        try:
+            _write_adapter(ctx.out / ADAPTERS_DIR / spec.run_id, result.adapter_files, result.record)
+        except OSError as error:
+            return self._lost(ctx, spec, f"{type(error).__name__}: {error}", "save on the driver")
+        return result.record
+
+    def _last_phase(self, spec: RunSpec) -> str:
+        try:
+            phase = ray.get(self._board.phase.remote(spec.run_id), timeout=PHASE_TIMEOUT_S)
+        except RayError:
+            phase = None
+        return phase or "an unknown phase"
+
+    @staticmethod
+    def _lost(ctx: SweepContext, spec: RunSpec, message: str, phase: str) -> RunRecord:
+        return lost_record(
+            ctx, spec.entry, spec.hp, spec.seed, spec.run_id, spec.stage, spec.tuning, message, phase
+        )
+
+
+def _device_type(requested: str | None, gpus: float) -> str:
+    """``cuda`` when the cluster has GPUs (or one is asked for), else ``cpu``."""
+    if requested in (None, "", "auto"):
+        return "cuda" if gpus >= 1 else "cpu"
+    try:
+        kind = torch.device(requested).type
+    except RuntimeError as error:
+        raise PeftbenchError(f"unknown device '{requested}': use cpu, cuda or cuda:N") from error
+    if kind == "cuda" and gpus < 1:
+        raise PeftbenchError(f"device '{requested}' was asked for but the Ray cluster has no GPUs")
+    if kind not in ("cpu", "cuda"):
+        raise PeftbenchError(f"the ray executor runs on cpu or cuda, not '{requested}'")
+    return kind
+
+
+def _get(ref: ray.ObjectRef) -> Any:
+    """``ray.get`` that turns a user error raised on a worker back into that one-line error."""
+    try:
+        return ray.get(ref)
+    except RayTaskError as error:
+        if isinstance(error.cause, PeftbenchError):
+            raise error.cause from None
+        raise
+
+
+def _reporter(board: ray.actor.ActorHandle, spec: RunSpec) -> Callable[[str], None]:
+    """Tell the board each phase before it starts (and wait, so a kill cannot overtake the news)."""
+
+    def report(phase: str) -> None:
+        with contextlib.suppress(RayError):  # only for a dead worker's record: never fail a run over it
+            ray.get(board.enter.remote(spec.run_id, phase), timeout=PHASE_TIMEOUT_S)
+
+    return report
+
+
+def _writable(split: TokenizedSplit) -> TokenizedSplit:
+    """Object-store arrays are read-only views; torch warns when it wraps one, so copy the labels."""
+    return TokenizedSplit(split.input_ids, split.labels.copy())
+
+
+def _assigned_cpus() -> int:
+    assigned = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return max(1, int(assigned))
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    return {**describe_environment(device), "executor": "ray", "node": ray.util.get_node_ip_address()}
+
+
+def _read_files(folder: Path) -> dict[str, bytes]:
+    if not folder.is_dir():
+        return {}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
+
+
+def _write_adapter(folder: Path, files: dict[str, bytes], record: RunRecord) -> None:
+    """Replace ``folder`` with ``files`` (staged beside it, then renamed); drop it for a failed run."""
+    if not files:
+        if record.status != "complete":
+            shutil.rmtree(folder, ignore_errors=True)  # a stale adapter must not look usable
+        return
+    staging = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a driver killed mid-write
+    staging.mkdir(parents=True)
+    try:
+        for relative, blob in files.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]

@@ -1,0 +1,167 @@
+"""The Ray executor on a local 2-CPU Ray cluster: same records as the local executor, crashes isolated."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import peftbench
+from conftest import keyword_rows
+from peftbench import Method, hookimpl
+from peftbench.models import classification_head
+from peftbench.plugins import default_plugin_manager
+from peftbench.records import read_records
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'peftbench[ray]'")
+
+TESTS = Path(__file__).resolve().parent
+IN_RAY_WORKER = "PEFTBENCH_TEST_IN_RAY_WORKER"  # set for the cluster's workers only, never in pytest
+HP = {"lora": {"learning_rate": 1e-2}, "ia3": {"learning_rate": 5e-2}}
+LORA_GRID = 3  # lora's search space: three learning rates
+
+
+class SuddenDeath(Method):
+    """Kills its own process in the first training step, as the OOM killer or a segfault would."""
+
+    name = "sudden_death"
+    description = "SIGKILLs the Ray worker running it."
+
+    def prepare(self, model, task, hp):
+        model.requires_grad_(False)
+        head = classification_head(model)
+        head.requires_grad_(True)
+        head.register_forward_hook(_die)
+        return model
+
+    def save(self, model, directory):
+        pass
+
+    def load(self, base_model, directory, task, hp):
+        return base_model
+
+
+def _die(*_):
+    if not os.environ.get(IN_RAY_WORKER):
+        raise RuntimeError("sudden_death only kills Ray workers, never the test process")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SuddenDeathPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(SuddenDeath())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs whose workers can import this module (for ``SuddenDeath``)."""
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        address="local",  # a new cluster of our own, even where one runs already
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": path, IN_RAY_WORKER: "1"}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyword_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("keywords")
+    for split, count, seed in (("train", 128, 0), ("validation", 32, 1), ("test", 64, 2)):
+        pd.DataFrame(keyword_rows(count, seed)).to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
+def sweep(keyword_folder, out, methods, tuned=(), **options):
+    """2 epochs of tiny GPT-2 on the keyword task, seeds 0 and 1, no reference rows.
+
+    Methods in ``tuned`` get their learning rate from their search space (``tune=True``).
+    """
+    hp = {name: values for name, values in HP.items() if name in methods and name not in tuned}
+    options.setdefault("tune", bool(tuned))
+    settings = dict(model="tiny-gpt2", dataset=str(keyword_folder), epochs=2, seeds=[0, 1], progress=False)
+    return peftbench.run(**{**settings, **options}, methods=methods, out=out, hp=hp, references=False)
+
+
+@pytest.fixture(scope="module")
+def both(cluster, keyword_folder, tmp_path_factory):
+    """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (3 candidates).
+
+    Both with one torch thread per run, as each Ray task of one CPU has: on CPUs torch splits its
+    reductions by thread count, so results are bit-identical only for the same count.
+    """
+    outs = {name: tmp_path_factory.mktemp(name) for name in ("local", "ray")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sweep(keyword_folder, outs["local"], ["lora", "ia3"], tuned=["lora"], executor="local")
+    finally:
+        torch.set_num_threads(threads)
+    sweep(keyword_folder, outs["ray"], ["lora", "ia3"], tuned=["lora"], executor="ray")
+    return outs
+
+
+def test_ray_records_equal_the_local_executors_for_the_same_seeds(both):
+    local = {r.run_id: r for r in read_records(both["local"])}
+    remote = {r.run_id: r for r in read_records(both["ray"])}
+    assert sorted(local) == sorted(remote)  # the same run ids: the same runs, settings included
+    assert sorted((r.method, r.stage) for r in remote.values()) == sorted(
+        [("lora", "tune")] * LORA_GRID + [("lora", "final"), ("ia3", "final")] * 2
+    )
+    for run_id, mine in remote.items():
+        theirs = local[run_id]
+        assert mine.status == theirs.status == "complete", mine.error
+        assert mine.metrics == theirs.metrics  # exactly, losses included
+        assert mine.hyperparameters == theirs.hyperparameters
+        assert mine.tuning == theirs.tuning  # the same choice from the same candidates
+        assert mine.train_config == theirs.train_config
+        assert mine.environment["executor"] == "ray"
+        assert mine.environment["torch_threads"] == theirs.environment["torch_threads"] == 1
+        if mine.stage == "tune":
+            assert mine.adapter_path is None and not mine.predictions
+            continue
+        assert mine.predictions == theirs.predictions
+        assert mine.reload["predictions_identical"] is True
+        assert mine.adapter_path == theirs.adapter_path == f"adapters/{run_id}"
+        ours, reference = both["ray"] / mine.adapter_path, both["local"] / theirs.adapter_path
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in reference.iterdir())
+        weights = "adapter_model.safetensors"
+        assert (ours / weights).read_bytes() == (reference / weights).read_bytes()
+
+
+def test_a_ray_sweep_resumes_a_local_one_by_skipping_every_finished_run(both, keyword_folder, capfd):
+    before = {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")}
+    methods = ["lora", "ia3"]
+    board = sweep(keyword_folder, both["local"], methods, tuned=["lora"], executor="ray", progress=True)
+    assert capfd.readouterr().err.count("skipped, complete record exists") == LORA_GRID + 4
+    assert {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")} == before
+    assert len(board.records) == LORA_GRID + 4
+
+
+def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(
+    cluster, keyword_folder, tmp_path
+):
+    manager = default_plugin_manager()
+    manager.register_plugin(SuddenDeathPlugin(), "sudden-death", "peftbench-test 0.0")
+    try:
+        board = sweep(keyword_folder, tmp_path, ["sudden_death", "lora"], executor="ray")
+    finally:
+        manager.unregister(name="sudden-death")
+    records = {(r.method, r.seed): r for r in board.records}
+    for seed in (0, 1):
+        dead, alive = records["sudden_death", seed], records["lora", seed]
+        assert dead.status == "failed"
+        assert dead.error.startswith("WorkerCrashedError: the Ray worker died mid-run")
+        assert dead.error.endswith("(during train on a Ray worker)")
+        assert not (tmp_path / "adapters" / dead.run_id).exists()
+        assert alive.status == "complete" and (tmp_path / alive.adapter_path).is_dir()
+    assert len(read_records(tmp_path)) == 4  # the driver wrote a record for each run

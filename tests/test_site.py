@@ -1,0 +1,236 @@
+"""The site generator: deterministic pages and plots from records, Pareto frontier, escaping."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from fake_plugins import HeadProbe
+from peftbench import hookimpl
+from peftbench.cli import main
+from peftbench.plugins import default_plugin_manager
+from peftbench.records import RunRecord, write_record
+from peftbench.site import build_site
+from peftbench.site.markup import html_text, md_text
+from peftbench.site.plots import pareto_front
+
+ENVIRONMENT = {
+    "device": "cpu",
+    "device_name": "x86_64",
+    "cpu_model": "Test CPU 9000",
+    "cpu_count": 2,
+    "torch_threads": 2,
+    "python": "3.11.7",
+    "platform": "Linux-test",
+    "packages": {"peftbench": "0.1.0", "torch": "2.13.0+cpu", "transformers": "5.23.0"},
+}
+
+
+def synthetic(dataset, method, seed, correct, *, role="method", status="complete", params=1000, day="26"):
+    """A record as a sweep writes it, without training: ``correct`` of 100 test examples right."""
+    references = [i % 2 for i in range(100)]
+    predictions = [label if i < correct else 1 - label for i, label in enumerate(references)]
+    done = status == "complete"
+    return RunRecord(
+        run_id=f"{method}-seed{seed}-{dataset}",
+        status=status,
+        model="tiny",
+        dataset=dataset,
+        method=method,
+        seed=seed,
+        role=role,
+        label_names=["neg", "pos"],
+        hyperparameters={"learning_rate": 0.001} if role != "baseline" else {},
+        train_config={"epochs": 1.0, "batch_size": 32, "max_length": 128, "precision": "bf16"},
+        metrics={"accuracy": correct / 100, "macro_f1": correct / 100, "loss": 0.5} if done else {},
+        costs={"trainable_params": params, "total_params": 10**6, "trainable_percent": params / 10**4,
+               "train_seconds": params / 100, "peak_memory_mb": 500 + params / 10,
+               "adapter_bytes": params * 4},
+        reload={"predictions_identical": True} if done else {},
+        predictions=predictions if done else [],
+        references=references if done else [],
+        environment=ENVIRONMENT,
+        started_at=f"2026-11-{day}T10:00:00+00:00",
+        finished_at=f"2026-11-{day}T10:05:00+00:00",
+        tuning={"chosen": {"learning_rate": 0.001}, "candidates": [
+            {"hyperparameters": {"learning_rate": 0.001}, "status": "complete", "validation_accuracy": 0.8},
+            {"hyperparameters": {"learning_rate": 0.003}, "status": "complete", "validation_accuracy": 0.7},
+        ]} if role == "method" else None,
+        error=None if done else "boom in forward",
+    )  # fmt: skip
+
+
+def sweep(folder: Path) -> Path:
+    """Two (model, dataset) tables: reference rows, three-seed methods, a one-seed method, a failure."""
+    for dataset in ("alpha", "beta"):
+        out = folder / f"tiny-{dataset}"
+        for seed in range(3):
+            write_record(synthetic(dataset, "baseline", seed, 50, role="baseline", params=0), out)
+            write_record(synthetic(dataset, "lora", seed, 80 + seed, params=4000, day="27"), out)
+            write_record(synthetic(dataset, "ia3", seed, 70 + seed, params=800), out)
+        write_record(synthetic(dataset, "bitfit", 0, 75, params=2000), out)
+        write_record(synthetic(dataset, "prefix_tuning", 0, 0, status="failed"), out)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    records = sweep(root / "records")
+    return records, root / "docs", build_site(records, root / "docs")
+
+
+def test_pareto_front_on_a_hand_made_example():
+    costs = [1, 2, 3, 4, 2, 5, 0.5]
+    accuracies = [0.5, 0.7, 0.6, 0.9, 0.7, 0.9, 0.4]
+    # (3, .6) is beaten by (2, .7); (5, .9) by (4, .9); the two identical (2, .7) do not beat each other.
+    assert pareto_front(costs, accuracies) == [6, 0, 1, 4, 3]
+    assert pareto_front([], []) == []
+    assert pareto_front([10.0], [0.1]) == [0]
+
+
+def test_generation_is_deterministic_byte_for_byte(generated, tmp_path):
+    records, docs, first = generated
+    again = build_site(records, tmp_path / "docs")
+    assert first.pages == again.pages and first.plots == again.plots
+    for relative in first.pages + first.plots:
+        assert (docs / relative).read_bytes() == (tmp_path / "docs" / relative).read_bytes(), relative
+    assert again.removed == [] and build_site(records, tmp_path / "docs").removed == []
+
+
+def test_every_method_of_the_records_is_in_its_table_with_per_seed_values_and_setup(generated):
+    _, docs, built = generated
+    assert {"leaderboard/index.md", "leaderboard/tiny-alpha.md", "leaderboard/tiny-beta.md"} <= {*built.pages}
+    page = (docs / "leaderboard" / "tiny-alpha.md").read_text()
+    results = page.split("## Results", 1)[1].split("## Accuracy and cost", 1)[0]
+    for method in ("baseline", "lora", "ia3", "bitfit", "prefix_tuning"):
+        assert f'<a href="#m-{method}">{method}</a>' in results
+        assert f"{{#m-{method}}}" in page  # its per-method section
+    assert "<td>failed</td>" in results and "0 (1 failed)" in results and "boom in forward" in page
+    assert "81.00 ± 2.48" in results  # lora: 80, 81, 82 -> t(0.975, 2) * 1 / sqrt(3) = 2.48
+    assert "seed 0: 80.00, seed 1: 81.00, seed 2: 82.00" in page
+    assert "learning_rate=0.001: validation accuracy 80.00% (chosen)" in page
+    facts = ("Test CPU 9000 (2 cores, 2 torch threads)", "torch 2.13.0+cpu", "transformers 5.23.0",
+             "runs finished 2026-11-26 to 2026-11-27", "2 classes: neg, pos", "seeds 0, 1, 2")  # fmt: skip
+    for fact in facts:
+        assert fact in page, fact
+    index = (docs / "leaderboard" / "index.md").read_text()
+    assert "[Full table, plots and per-seed values](tiny-beta.md)" in index
+
+
+def test_plots_are_valid_svg_with_the_frontier_and_without_failed_rows(generated):
+    _, docs, built = generated
+    assert len(built.plots) == 6
+    for relative in built.plots:
+        text = (docs / relative).read_text()
+        root = ElementTree.fromstring(text)
+        assert root.tag.endswith("svg") and float(root.get("width").removesuffix("pt")) > 0
+        assert "Pareto frontier" in text and "lora" in text and "prefix_tuning" not in text
+        assert "(1 seed, no interval)" in text  # bitfit has one seed: a hollow marker, no error bar
+    params = (docs / "leaderboard/plots/tiny-alpha-params.svg").read_text()
+    assert "baseline (trains nothing)" in params  # zero trainable parameters: a reference line
+
+
+def test_method_pages_come_from_the_registry(generated):
+    _, docs, built = generated
+    for name in ("lora", "ia3", "prefix_tuning", "baseline", "majority", "head_only", "full_finetune"):
+        assert f"methods/{name}.md" in built.pages
+    lora = (docs / "methods" / "lora.md").read_text()
+    assert "Low-rank adapters on the attention projections" in lora and "peftbench.methods.lora.Lora" in lora
+    assert "<td>0.0003, 0.001, 0.003</td>" in lora  # the --tune search space
+    assert "](../leaderboard/tiny-alpha.md#m-lora): rank 1" in lora
+
+
+def test_stale_generated_pages_go_and_hand_written_ones_stay(generated, tmp_path):
+    records, _, _ = generated
+    docs = tmp_path / "docs"
+    build_site(records, docs)
+    mine = docs / "methods" / "notes.md"
+    mine.write_text("# Notes by hand\n")
+    shutil.rmtree(records / "tiny-beta")
+    try:
+        rebuilt = build_site(records, docs)
+    finally:
+        sweep(records)
+    assert (
+        "leaderboard/tiny-beta.md" in rebuilt.removed
+        and "leaderboard/plots/tiny-beta-time.svg" in rebuilt.removed
+    )
+    assert not (docs / "leaderboard" / "tiny-beta.md").exists() and mine.exists()
+
+
+def test_docs_without_records_is_one_line_saying_what_to_pass(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["docs", "--records", str(tmp_path / "empty"), "--site", str(tmp_path / "docs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("peftbench: error: no run records under") and "pass --records" in err
+    assert err.count("\n") == 1 and not (tmp_path / "docs").exists()
+
+
+def test_markdown_and_html_escaping():
+    hostile = "<script>alert(1)</script> [x](javascript:y) *a* `b` | c {#d}\nnext line"
+    assert html_text(hostile) == (
+        "&lt;script&gt;alert(1)&lt;/script&gt; [x](javascript:y) *a* `b` | c {#d} next line"
+    )
+    escaped = md_text(hostile)
+    for char in "<>[]*`|{}\n":
+        assert char not in escaped
+
+
+class HostileMethod(HeadProbe):
+    name = "hostile"
+    description = "<script>alert(1)</script> and [a link](javascript:alert(2)) | pipe `tick`"
+    defaults = {"<b>key</b>": 1}
+
+
+class HostilePlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(HostileMethod())
+
+
+def test_text_from_plugins_and_datasets_shows_as_text_in_the_built_site(tmp_path):
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    records = tmp_path / "records"
+    write_record(synthetic("</title><script>alert(3)</script>", "hostile", 0, 60), records)
+    manager = default_plugin_manager()
+    manager.register(HostilePlugin(), name="hostile-plugin")
+    try:
+        build_site(records, docs)
+    finally:
+        manager.unregister(name="hostile-plugin")
+    site = tmp_path / "site"
+    build(load_config(str(ROOT / "mkdocs.yml"), docs_dir=str(docs), site_dir=str(site), strict=True))
+
+    method = (site / "methods" / "hostile" / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in method and "&lt;b&gt;key&lt;/b&gt;" in method
+    pages = [path.read_text() for path in site.rglob("*.html")]
+    assert not any("<script>alert" in html or 'href="javascript:' in html for html in pages)
+    assert not any("</title><script>" in html or "<b>key</b>" in html for html in pages)
+
+
+def test_committed_pages_are_what_the_committed_records_give(tmp_path):
+    """The published site is reproducible: regenerating from leaderboard/records changes nothing."""
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    built = build_site(ROOT / "leaderboard" / "records", docs)
+    committed = ROOT / "docs"
+    # Pages must match byte for byte; plots must exist (their bytes follow the matplotlib release).
+    stale = [p for p in built.pages if (docs / p).read_bytes() != _bytes_or_none(committed / p)]
+    stale += [p for p in built.plots if not (committed / p).is_file()]
+    assert not built.removed and not stale, (
+        f"generated pages differ from the committed ones ({(built.removed + stale)[:5]}); run "
+        "`peftbench docs --records leaderboard/records --site docs` and commit the result"
+    )
+
+
+def _bytes_or_none(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
