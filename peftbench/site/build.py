@@ -1,0 +1,116 @@
+"""Records + method registry -> the generated pages and plots of the documentation site.
+
+``build_site`` owns ``<site>/leaderboard/`` and ``<site>/methods/``: it rewrites every page it
+generates there and removes generated pages and plots that no longer have a source (a method
+uninstalled, a table whose records were removed). Hand-written pages elsewhere are untouched.
+The output depends on nothing but the records, the registry and the code: no clock, no host.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftbench.errors import PeftbenchError
+from peftbench.leaderboard import Leaderboard
+from peftbench.plugins import MethodRegistry, collect_methods
+from peftbench.records import RecordWarning, RunRecord, read_record
+from peftbench.site import leaderboard_pages, method_pages
+from peftbench.site.markup import is_generated
+from peftbench.site.plots import render_plots
+
+LEADERBOARD_DIR = "leaderboard"
+METHODS_DIR = "methods"
+PLOTS_DIR = "plots"
+
+
+@dataclass
+class SiteBuild:
+    """What one generation wrote, relative to the docs folder."""
+
+    pages: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    records: int = 0
+
+
+def load_records(folder: Path) -> list[RunRecord]:
+    """Every record under ``folder``, in any sub-folder (``<model>-<dataset>/``, ``records/``),
+    skipping adapter folders; a run id seen twice counts once. Bad files are warned about."""
+    folder = Path(folder)
+    records: dict[str, RunRecord] = {}
+    for path in sorted(folder.rglob("*.json")):
+        relative = path.relative_to(folder).parts
+        if "adapters" in relative[:-1] or any(part.startswith(".") for part in relative):
+            continue
+        try:
+            record = read_record(path)
+        except (OSError, ValueError, TypeError) as error:
+            warnings.warn(f"skipped record {path}: {error}", RecordWarning, stacklevel=2)
+            continue
+        records.setdefault(record.run_id, record)
+    return list(records.values())
+
+
+def build_site(
+    records_dir: str | Path, docs_dir: str | Path, registry: MethodRegistry | None = None
+) -> SiteBuild:
+    """Generate the leaderboard pages, their plots and the method pages under ``docs_dir``."""
+    records_dir, docs_dir = Path(records_dir), Path(docs_dir)
+    if not records_dir.is_dir():
+        raise PeftbenchError(
+            f"records folder '{records_dir}' does not exist: pass --records a folder of run records "
+            "(a run's --out, or leaderboard/records)"
+        )
+    records = load_records(records_dir)
+    if not any(record.stage == "final" for record in records):
+        raise PeftbenchError(
+            f"no run records under '{records_dir}': pass --records a folder holding the records/*.json "
+            "that 'peftbench run --out' writes"
+        )
+    registry = registry or collect_methods()
+    tables = leaderboard_pages.split_tables(Leaderboard(records))
+    known = set(registry.names())
+    result = SiteBuild(records=len(records))
+
+    texts = {f"{LEADERBOARD_DIR}/index.md": leaderboard_pages.index_page(tables)}
+    for table in tables:
+        texts[f"{LEADERBOARD_DIR}/{table.slug}.md"] = leaderboard_pages.table_page(table, known)
+    texts.update(method_pages.pages(registry, tables))
+    for relative, text in texts.items():
+        _write(docs_dir / relative, text.encode("utf-8"))
+    result.pages = sorted(texts)
+
+    for table in tables:
+        for name, data in render_plots(table.frame, table.slug, table.title).items():
+            relative = f"{LEADERBOARD_DIR}/{PLOTS_DIR}/{name}"
+            _write(docs_dir / relative, data)
+            result.plots.append(relative)
+    result.removed = _remove_stale(docs_dir, set(result.pages) | set(result.plots))
+    return result
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write only when the bytes change, so an unchanged file keeps its time stamp."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+
+
+def _remove_stale(docs_dir: Path, keep: set[str]) -> list[str]:
+    """Delete generated pages and plots this generation did not write; never hand-written pages."""
+    removed = []
+    candidates = [
+        *(docs_dir / LEADERBOARD_DIR).glob("*.md"),
+        *(docs_dir / METHODS_DIR).glob("*.md"),
+        *(docs_dir / LEADERBOARD_DIR / PLOTS_DIR).glob("*.svg"),
+    ]
+    for path in sorted(candidates):
+        relative = path.relative_to(docs_dir).as_posix()
+        if relative in keep:
+            continue
+        if path.suffix == ".svg" or is_generated(path.read_text(encoding="utf-8")):
+            path.unlink()
+            removed.append(relative)
+    return removed

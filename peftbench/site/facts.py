@@ -1,0 +1,124 @@
+"""What a leaderboard page states about how its numbers were made, read from the records alone.
+
+Model, dataset, hardware, dates and package versions come from each record's own fields and
+``environment``, so a page can never claim a setup its records do not show. Where records
+disagree (two machines, two torch versions) every value is listed, not just one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from peftbench.records import RunRecord
+from peftbench.site.markup import format_value, html_text
+
+TRAINING_SETTINGS = ("epochs", "batch_size", "max_length", "max_steps", "precision")
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    """Unique non-empty values, in sorted order (stable output for the same records)."""
+    return sorted({value for value in values if value})
+
+
+def _joined(values: Iterable[str], separator: str = "; ", empty: str = "not recorded") -> str:
+    """Escaped unique values joined by ``separator`` (itself markup, e.g. ``<br>``)."""
+    return separator.join(html_text(value) for value in _distinct(values)) or empty
+
+
+def hardware(environment: dict) -> str:
+    """One line per machine: processor or GPU, cores and threads, as the record saw them."""
+    device = str(environment.get("device") or "")
+    name = environment.get("cpu_model") or environment.get("device_name") or "unknown"
+    if device.startswith("cuda"):
+        return f"GPU {environment.get('device_name') or device} ({device})"
+    cores = environment.get("cpu_count")
+    threads = environment.get("torch_threads")
+    detail = ", ".join(
+        part
+        for part in (f"{cores} cores" if cores else "", f"{threads} torch threads" if threads else "")
+        if part
+    )
+    return f"CPU {name}" + (f" ({detail})" if detail else "")
+
+
+def packages(records: list[RunRecord]) -> str:
+    """``name version`` for every package the records list; several versions joined with ' / '."""
+    versions: dict[str, set[str]] = {}
+    for record in records:
+        for name, value in (record.environment.get("packages") or {}).items():
+            versions.setdefault(str(name), set()).add(str(value) if value else "not installed")
+    parts = [f"{name} {' / '.join(sorted(found))}" for name, found in sorted(versions.items())]
+    return html_text(", ".join(parts)) or "not recorded"
+
+
+def dates(records: list[RunRecord]) -> str:
+    """The span of the runs' ``finished_at`` dates (UTC as recorded), never the build date."""
+    days = _distinct(record.finished_at[:10] for record in records)
+    if not days:
+        return "not recorded"
+    span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return f"runs finished {span} (from the records' finished_at)"
+
+
+def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
+    """Seeds, whether and how hyper-parameters were tuned, and the training settings."""
+    seeds = ", ".join(str(seed) for seed in sorted({record.seed for record in final}))
+    tuned = [record for record in final if record.tuning]
+    candidates = sum(1 for record in every if record.stage == "tune")
+    if tuned:
+        tuning = (
+            f"tuned on the validation split ({candidates} candidate runs with the first seed; "
+            "test never evaluated for candidates), then every seed evaluated on test"
+        )
+    else:
+        tuning = "not tuned: each method's defaults (or --hp overrides)"
+    settings = _distinct(
+        ", ".join(f"{key}={format_value(record.train_config.get(key))}" for key in TRAINING_SETTINGS)
+        for record in final
+    )
+    return "<br>".join(
+        html_text(line) for line in (f"seeds {seeds}", tuning, *(f"training: {s}" for s in settings))
+    )
+
+
+def labels(records: list[RunRecord]) -> str:
+    names = _distinct(", ".join(str(name) for name in record.label_names) for record in records)
+    counts = _distinct(str(len(record.label_names)) for record in records)
+    return html_text(f"{' / '.join(counts)} classes: {' / '.join(names)}") if names else "not recorded"
+
+
+def test_size(records: list[RunRecord]) -> str:
+    sizes = _distinct(str(len(record.references)) for record in records if record.references)
+    return html_text(" / ".join(sizes) + " examples") if sizes else "not recorded"
+
+
+def compute(records: list[RunRecord]) -> str:
+    """Total training time over every run, tuning candidates included: what the table cost."""
+    seconds = sum(float(record.costs.get("train_seconds") or 0.0) for record in records)
+    return html_text(f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included")
+
+
+def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str, str]]:
+    """(label, safe HTML) rows describing one (model, dataset) table's setup."""
+    environments = [record.environment for record in every]
+    return [
+        ("Model", _joined(record.model for record in final)),
+        ("Dataset", _joined(record.dataset for record in final)),
+        ("Labels", labels(final)),
+        ("Test split", test_size(final)),
+        ("Dataset fingerprint", _joined([record.dataset_fingerprint for record in final], ", ")),
+        ("Hardware", _joined(hardware(env) for env in environments)),
+        ("Platform", _joined(str(env.get("platform") or "") for env in environments)),
+        ("Python", _joined([str(env.get("python") or "") for env in environments], ", ")),
+        ("Packages", packages(every)),
+        ("Date", html_text(dates(every))),
+        ("Protocol", protocol(final, every)),
+        ("Compute", compute(every)),
+        ("Data notes", _joined([note for record in final for note in record.notes], "<br>", "none")),
+    ]
+
+
+def summary_line(final: list[RunRecord], every: list[RunRecord]) -> str:
+    """Model, dataset, hardware and date in one escaped line (for the leaderboard index)."""
+    machine = "; ".join(_distinct(hardware(r.environment) for r in every)) or "hardware not recorded"
+    return html_text(f"{machine}; {dates(every)}; {len(final)} test runs")
