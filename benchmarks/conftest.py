@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-_MIRROR = Path(__file__).resolve().parents[1].parent / "shared"
-if "PEFTBENCH_MIRROR" not in os.environ and _MIRROR.is_dir():
-    os.environ["PEFTBENCH_MIRROR"] = str(_MIRROR)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from offline import use_local_mirror  # noqa: E402
+
+use_local_mirror()
 
 from engines import RESULTS, BenchData, BenchSetup, comparison_table  # noqa: E402
 

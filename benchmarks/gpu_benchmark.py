@@ -3,9 +3,10 @@
 For lora, ia3 and prefix_tuning, peftbench's engine against HF Trainer as a notebook uses it and
 at its best; prints tokens/s, MFU estimate, peak memory and speed-up ratios, and writes them to
 ``--out`` as Markdown named after the card. Needs no network (PEFTBENCH_MIRROR for the data and
-tokenizer). About two to four minutes on one H100.
+tokenizer; ../shared beside the checkout is used when it is there). About two to four minutes
+on one H100.
 
-    PEFTBENCH_MIRROR=../shared .venv/bin/python benchmarks/gpu_benchmark.py --out benchmarks/results
+    .venv/bin/python benchmarks/gpu_benchmark.py --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from offline import use_local_mirror  # noqa: E402
+
+use_local_mirror()
+
 from engines import ENGINES, BenchData, BenchSetup, comparison_table  # noqa: E402
 
 

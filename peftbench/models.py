@@ -94,6 +94,14 @@ def load_tokenizer(spec: ModelSpec, trust_remote_code: bool = False):
         "tokenizer",
         source,
     )
+    if not tokenizer("a probe sentence")["input_ids"]:
+        # transformers builds an empty tokenizer, without a word of warning, when the vocabulary
+        # files are missing (offline with nothing cached, or a folder without them).
+        raise PeftbenchError(
+            f"tokenizer '{source}' has no vocabulary (its files were not found: offline with no "
+            f"cache?); pass a folder holding the tokenizer files, or set {MIRROR_ENV} to a folder "
+            f"holding tokenizers/<name>"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

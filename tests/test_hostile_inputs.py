@@ -128,6 +128,18 @@ def test_bad_datasets_are_refused(finished, tmp_path, capsys, case):
     assert snapshot(out) == before
 
 
+def test_a_tokenizer_without_vocabulary_files_is_refused(finished, tmp_path, monkeypatch, capsys):
+    """transformers quietly builds an empty tokenizer from a folder without vocabulary files."""
+    data, out = finished
+    (tmp_path / "mirror" / "tokenizers" / "gpt2").mkdir(parents=True)
+    monkeypatch.setenv("PEFTBENCH_MIRROR", str(tmp_path / "mirror"))
+    before = snapshot(out)
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(data), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer" in err and "has no vocabulary" in err and "PEFTBENCH_MIRROR" in err, err
+    assert snapshot(out) == before
+
+
 def test_unreadable_files_and_bad_output_paths(tmp_path, capsys):
     weird = tmp_path / "data.xlsx"
     weird.write_bytes(b"\x00\x01binary")
