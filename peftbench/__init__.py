@@ -6,7 +6,7 @@ The public API: ``run`` a sweep, read a ``Leaderboard``, and write method plugin
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from peftbench.api import run  # noqa: E402
 from peftbench.errors import PeftbenchError, UnknownNameError  # noqa: E402

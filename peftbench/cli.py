@@ -89,10 +89,12 @@ _default_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """peftbench's own warnings (a skipped plugin or record) are one line for people."""
+    from peftbench.costs import CostWarning
     from peftbench.plugins import PluginWarning
     from peftbench.records import RecordWarning
+    from peftbench.token_cache import CacheWarning
 
-    if issubclass(category, (PluginWarning, RecordWarning)):
+    if issubclass(category, (PluginWarning, RecordWarning, CacheWarning, CostWarning)):
         print(f"peftbench: warning: {message}", file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
@@ -151,10 +153,13 @@ def _run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
     )
     print(board.to_markdown())
-    failed = [r for r in board.records if r.status != "complete"]
+    failed = board.incomplete_runs()
     if failed:
+        names = ", ".join(sorted({f"{r.method} ({r.status})" for r in failed}))
         print(
-            f"peftbench: {len(failed)} run(s) did not complete; see the records' error field", file=sys.stderr
+            f"peftbench: {len(failed)} run(s) of this sweep did not complete: {names}; see the records' "
+            "error field",
+            file=sys.stderr,
         )
         return EXIT_SOME_RUNS_FAILED
     return 0

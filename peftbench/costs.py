@@ -8,9 +8,13 @@ process's peak resident set, reset at the start of the run through ``/proc/self/
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import math
 import os
 import resource
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,10 +35,23 @@ PEAK_BF16_TFLOPS = {
 }
 
 
+class CostWarning(UserWarning):
+    """A cost setting was ignored; the run goes on without it."""
+
+
 def reset_peak_memory(device: torch.device) -> None:
+    """Start a run's peak-memory window.
+
+    On the CPU the peak is the process's RSS high-water mark, which would still hold memory that
+    earlier runs freed but the allocator kept: collect and hand it back to the OS first, so a run
+    late in a sweep is not charged for the ones before it.
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with contextlib.suppress(OSError):  # not Linux: the lifetime peak is reported instead
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak RSS
 
@@ -62,9 +79,14 @@ def training_flops_per_token(total_params: int, trainable_params: int) -> float:
 
 
 def peak_flops(device: torch.device) -> float | None:
-    """The device's dense bf16 peak in FLOP/s, from ``$PEFTBENCH_PEAK_TFLOPS`` or a known GPU."""
-    if os.environ.get(PEAK_TFLOPS_ENV):
-        return float(os.environ[PEAK_TFLOPS_ENV]) * 1e12
+    """The device's dense bf16 peak in FLOP/s, from ``$PEFTBENCH_PEAK_TFLOPS`` or a known GPU.
+
+    A value that is not a positive number is ignored with a warning (MFU is only a cost column,
+    never worth failing a run for).
+    """
+    override = _peak_tflops_override(os.environ.get(PEAK_TFLOPS_ENV, ""))
+    if override is not None:
+        return override * 1e12
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -81,3 +103,21 @@ def model_flops_utilisation(
     if peak is None or not tokens_per_second:
         return None
     return tokens_per_second * training_flops_per_token(total_params, trainable_params) / peak
+
+
+def _peak_tflops_override(value: str) -> float | None:
+    """``$PEFTBENCH_PEAK_TFLOPS`` as a positive finite number, or ``None`` (unset or unusable)."""
+    if not value.strip():
+        return None
+    try:
+        tflops = float(value)
+    except ValueError:
+        tflops = math.nan
+    if math.isfinite(tflops) and tflops > 0:
+        return tflops
+    warnings.warn(
+        f"ignored {PEAK_TFLOPS_ENV}={value!r}: set it to the device's peak in TFLOP/s, e.g. 989, or unset it",
+        CostWarning,
+        stacklevel=3,
+    )
+    return None

@@ -92,15 +92,23 @@ def mirror_root() -> Path | None:
 def mirror_path(kind: str, name: str, config: str | None = None) -> Path | None:
     """``<mirror>/<kind>/<name>[/<config>]``, also trying the last part of a Hub id ``org/name``."""
     root = mirror_root()
-    if root is None:
-        return None
+    if root is None or looks_like_path(name):
+        return None  # a path the user typed must never quietly become a mirrored dataset
     for candidate in dict.fromkeys([name, name.rsplit("/", 1)[-1]]):
         folder = root / kind / candidate
         if config and (folder / config).is_dir():
             return folder / config
+        if config and any(child.is_dir() for child in folder.glob("*")):
+            found = ", ".join(sorted(c.name for c in folder.iterdir() if c.is_dir()))
+            raise PeftbenchError(f"the mirror's '{candidate}' has no config '{config}' (configs: {found})")
         if folder.exists():
             return folder
     return None
+
+
+def looks_like_path(name: str) -> bool:
+    """``./x``, ``/x``, ``~/x`` or ``a/b/c``: not a Hub id (``name`` or ``org/name``)."""
+    return name.startswith((".", "/", "~")) or Path(name).is_absolute() or name.count("/") > 1
 
 
 def load_splits(spec: DatasetSpec) -> LabelledSplits:
@@ -138,7 +146,7 @@ def _load_raw(spec: DatasetSpec) -> tuple[datasets.DatasetDict, str]:
         mirrored = mirror_path("datasets", spec.name, spec.config)
         if mirrored is not None:
             return _load_local(mirrored, None), str(mirrored)
-        if spec.name.startswith((".", "/", "~")) or Path(spec.name).suffix in FILE_BUILDERS:
+        if looks_like_path(spec.name) or Path(spec.name).suffix in FILE_BUILDERS:
             raise PeftbenchError(f"dataset path '{spec.name}' does not exist")
         return _load_hub(spec), f"hub:{spec.name}" + (f"/{spec.config}" if spec.config else "")
     return _load_local(path, spec.config), str(path.resolve())

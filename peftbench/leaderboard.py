@@ -17,12 +17,14 @@ import pandas as pd
 
 from peftbench.records import RunRecord, read_records, run_key
 from peftbench.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
+from peftbench.tuning import edge_keys
 
 RUN_COLUMNS = {
     "model": "string",
     "dataset": "string",
     "method": "string",
     "config": "string",
+    "dataset_fingerprint": "string",
     "role": "string",
     "source": "string",
     "seed": "Int64",
@@ -40,19 +42,20 @@ RUN_COLUMNS = {
     "eval_seconds": "Float64",
     "peak_memory_mb": "Float64",
     "adapter_bytes": "Int64",
+    "mfu": "Float64",
     "reload_identical": "boolean",
     "tuned": "string",
     "error": "string",
 }
 COST_COLUMNS = [
     "trainable_params", "total_params", "trainable_percent", "train_seconds", "samples_per_second",
-    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes",
+    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
 ]  # fmt: skip
 FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "role", "source", "seeds", "failed_runs", "accuracy",
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
     "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
-    *COST_COLUMNS, "reload_identical",
+    *COST_COLUMNS, "reload_identical", "dataset_fingerprint",
 ]  # fmt: skip
 GROUP = ["model", "dataset"]
 KEYS = ["model", "dataset", "method", "config"]
@@ -61,13 +64,23 @@ KEYS = ["model", "dataset", "method", "config"]
 class Leaderboard:
     """The leaderboard of a set of run records."""
 
-    def __init__(self, records: Iterable[RunRecord]) -> None:
+    def __init__(self, records: Iterable[RunRecord], sweep_run_ids: Iterable[str] | None = None) -> None:
         self.records = list(records)
-        self._final = [r for r in self.records if r.stage == "final"]
+        # The final runs of the sweep that produced this board (None: a folder read as it is).
+        self.sweep_run_ids = None if sweep_run_ids is None else list(sweep_run_ids)
+        self._final = _latest_per_seed(r for r in self.records if r.stage == "final")
 
     @classmethod
-    def from_dir(cls, out: str | Path) -> Leaderboard:
-        return cls(read_records(Path(out)))
+    def from_dir(cls, out: str | Path, sweep_run_ids: Iterable[str] | None = None) -> Leaderboard:
+        return cls(read_records(Path(out)), sweep_run_ids)
+
+    def incomplete_runs(self) -> list[RunRecord]:
+        """Final runs that failed or diverged: of the sweep that made this board, else of all."""
+        finals = [r for r in self.records if r.stage == "final"]
+        if self.sweep_run_ids is not None:
+            wanted = set(self.sweep_run_ids)
+            finals = [r for r in finals if r.run_id in wanted]
+        return [r for r in finals if r.status != "complete"]
 
     def runs_frame(self) -> pd.DataFrame:
         """One row per final run (per seed), with explicit dtypes: the per-seed values."""
@@ -98,6 +111,7 @@ class Leaderboard:
         mean, std, half = mean_and_ci(done["accuracy"].astype(float).tolist())
         row = dict(zip(KEYS, key, strict=True))
         row.update(
+            dataset_fingerprint=group["dataset_fingerprint"].iloc[0],
             role=group["role"].iloc[0],
             source=group["source"].iloc[0],
             seeds=len(done),
@@ -134,18 +148,23 @@ class Leaderboard:
 
     @staticmethod
     def _compare(group: pd.DataFrame) -> pd.DataFrame:
-        """Δ and paired-bootstrap p-values against the baseline and the best row of one table."""
+        """Δ and paired-bootstrap p-values against the baseline and the best row of one table.
+
+        Rows are only compared with rows on the same data (same dataset fingerprint): a dataset
+        that changed under the same name is a different test set.
+        """
         group = group.copy()
-        completed = group[group["seeds"] > 0]
-        baseline = completed[completed["role"] == "baseline"]
-        best = completed.loc[completed["accuracy"].idxmax()] if len(completed) else None
-        anchor = baseline.iloc[0] if len(baseline) else None
         for column in ("delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best"):
             group[column] = np.nan
         group["tied_for_best"] = False
         for index, row in group.iterrows():
             if row["seeds"] == 0:
                 continue
+            fingerprint = group["dataset_fingerprint"] == row["dataset_fingerprint"]
+            same_data = group[(group["seeds"] > 0) & fingerprint]
+            baselines = same_data[same_data["role"] == "baseline"].sort_values("seeds", ascending=False)
+            anchor = baselines.iloc[0] if len(baselines) else None
+            best = same_data.loc[same_data["accuracy"].idxmax()]
             if anchor is not None:
                 group.at[index, "delta_vs_baseline"] = row["accuracy"] - anchor["accuracy"]
                 group.at[index, "p_vs_baseline"] = _p_value(row["_correct"], anchor["_correct"])
@@ -173,8 +192,11 @@ class Leaderboard:
 
 
 LEGEND = (
-    "accuracy: mean over seeds ± 95% Student-t interval; p: paired bootstrap over test examples "
-    f"(10,000 resamples); ★ not significantly worse than the best (p ≥ {SIGNIFICANCE})."
+    "accuracy: mean over seeds ± 95% Student-t interval (SD: standard deviation over seeds); "
+    "p: paired bootstrap over test examples (10,000 resamples) of the per-example accuracy "
+    "averaged over seeds — it measures the test set's sampling noise, the interval the seeds'; "
+    f"★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
+    "(grid edge): the tuned value is the end of its search range."
 )
 
 
@@ -185,8 +207,39 @@ def _p_value(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 
 def config_key(record: RunRecord) -> str:
-    """What tells two configurations of one method apart: its hyper-parameters and training settings."""
-    return run_key({"hp": record.hyperparameters, "train": record.train_config})
+    """What tells two configurations of one method apart: hyper-parameters, training settings,
+    the data (its fingerprint) and the code (method source, peftbench version) — runs that differ
+    in any of these are never averaged together."""
+    packages = record.environment.get("packages") if isinstance(record.environment, dict) else None
+    version = packages.get("peftbench") if isinstance(packages, dict) else None
+    return run_key(
+        {
+            "hp": record.hyperparameters,
+            "train": record.train_config,
+            "data": record.dataset_fingerprint,
+            "source": record.method_source,
+            "peftbench": version,
+        }
+    )
+
+
+def _latest_per_seed(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """One record per configuration and seed (the last finished), so no seed counts twice."""
+    latest: dict[tuple, RunRecord] = {}
+    for record in records:
+        key = (record.model, record.dataset, record.method, config_key(record), record.seed)
+        if key not in latest or record.finished_at >= latest[key].finished_at:
+            latest[key] = record
+    return list(latest.values())
+
+
+def tuned_text(chosen: dict, edges: list[str]) -> str:
+    """``learning_rate=0.003 (grid edge)``: a choice at the end of its range is flagged."""
+    parts = []
+    for key, value in chosen.items():
+        text = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        parts.append(text + (" (grid edge)" if key in edges else ""))
+    return ", ".join(parts)
 
 
 def _run_row(record: RunRecord) -> dict:
@@ -197,6 +250,7 @@ def _run_row(record: RunRecord) -> dict:
         "dataset": record.dataset,
         "method": record.method,
         "config": config_key(record),
+        "dataset_fingerprint": record.dataset_fingerprint,
         "role": record.role,
         "source": record.method_source,
         "seed": record.seed,
@@ -214,8 +268,9 @@ def _run_row(record: RunRecord) -> dict:
         "eval_seconds": c.get("eval_seconds"),
         "peak_memory_mb": c.get("peak_memory_mb"),
         "adapter_bytes": c.get("adapter_bytes"),
+        "mfu": c.get("model_flops_utilisation"),
         "reload_identical": record.reload.get("predictions_identical"),
-        "tuned": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()),
+        "tuned": tuned_text(chosen, edge_keys(record.tuning)),
         "error": record.error,
     }
 
@@ -247,6 +302,7 @@ def format_table(group: pd.DataFrame) -> pd.DataFrame:
                 "source": escape(row.source),
                 "seeds": f"{row.seeds}{failed}",
                 "accuracy %": num(100 * row.accuracy, ".2f") + interval if row.seeds else "failed",
+                "SD": num(100 * row.accuracy_std, ".2f") if row.seeds > 1 else "",
                 "best": "★" if row.tied_for_best else "",
                 "macro-F1 %": num(100 * row.macro_f1, ".2f"),
                 "Δ vs baseline": delta + p_value if delta else "",
@@ -256,14 +312,19 @@ def format_table(group: pd.DataFrame) -> pd.DataFrame:
                 "train s": num(row.train_seconds, ".1f"),
                 "samples/s": num(row.samples_per_second, ".1f"),
                 "tokens/s": num(row.tokens_per_second, ",.0f"),
+                "eval s": num(row.eval_seconds, ".1f"),
                 "peak MB": num(row.peak_memory_mb, ",.0f"),
+                "MFU %": num(100 * row.mfu if not pd.isna(row.mfu) else np.nan, ".1f"),
                 "adapter KB": num(
                     row.adapter_bytes / 1024 if not pd.isna(row.adapter_bytes) else np.nan, ",.1f"
                 ),
                 "reload identical": "" if not row.seeds else ("yes" if row.reload_identical else "NO"),
             }
         )
-    return pd.DataFrame(rows)
+    shown = pd.DataFrame(rows)
+    if len(shown) and shown["MFU %"].eq("").all():  # measured on GPUs only
+        shown = shown.drop(columns="MFU %")
+    return shown
 
 
 def p_text(p: float) -> str:

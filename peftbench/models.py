@@ -17,7 +17,7 @@ import transformers
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from peftbench.data import MIRROR_ENV, mirror_path
+from peftbench.data import MIRROR_ENV, looks_like_path, mirror_path
 from peftbench.errors import PeftbenchError
 
 transformers.utils.logging.set_verbosity_error()
@@ -79,7 +79,7 @@ def resolve_model(name: str) -> ModelSpec:
     path = Path(name).expanduser()
     if path.exists():
         return ModelSpec(name, str(path.resolve()))
-    if name.startswith((".", "/", "~")):
+    if looks_like_path(name):
         raise PeftbenchError(f"model path '{name}' does not exist")
     return ModelSpec(name, name)
 
@@ -128,8 +128,10 @@ def load_model(
     else:
         source = spec.weights_path()
         model = _guarded(
+            # A checkpoint fine-tuned for another label set has a head of another size; the head
+            # is re-initialised from the seed below anyway.
             lambda: AutoModelForSequenceClassification.from_pretrained(
-                source, **labels, trust_remote_code=trust_remote_code
+                source, **labels, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
             ),
             "model",
             source,

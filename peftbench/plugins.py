@@ -115,44 +115,96 @@ def default_plugin_manager() -> PluginManager:
     return get_plugin_manager()
 
 
+class _RegistryError(PeftbenchError):
+    """A registration the registry itself refuses (invalid or duplicate name, not a Method).
+
+    Raised only by ``_add``, so ``collect_methods`` can tell it apart from a ``PeftbenchError``
+    that a plugin's own hook code raises (say, "needs package X"): the first is a configuration
+    error that stops everything, the second skips that plugin with a warning.
+    """
+
+
 def collect_methods(manager: PluginManager | None = None) -> MethodRegistry:
-    """Call every plugin's ``register_methods`` hook and validate what it registers."""
+    """Call every plugin's ``register_methods`` hook and validate what it registers.
+
+    A hook that raises (anything but the registry's own refusals) is skipped with a warning, and
+    none of the methods it registered before raising is kept.
+    """
     manager = manager or default_plugin_manager()
     entries: dict[str, RegisteredMethod] = {}
+    plugin_names: dict[str, str] = {}  # method name -> the plugin (entry point) that registered it
     for impl in manager.hook.register_methods.get_hookimpls():
-        source = manager.sources.get(impl.plugin_name, impl.plugin_name)
+        plugin = impl.plugin_name
+        source = manager.sources.get(plugin, plugin)
+        pending: dict[str, RegisteredMethod] = {}
+        refused: list[_RegistryError] = []  # kept even if the plugin's code swallows or wraps it
 
-        def register(method: Method, _source: str = source) -> None:
-            _add(entries, method, _source)
+        def register(
+            method: Method, _source=source, _plugin=plugin, _pending=pending, _refused=refused
+        ) -> None:
+            try:
+                _add(entries, _pending, plugin_names, method, _source, _plugin)
+            except _RegistryError as error:
+                _refused.append(error)
+                raise
 
         try:
             impl.function(register=register)
-        except PeftbenchError:
-            raise
         except Exception as error:
+            if refused:
+                raise refused[0] from None
+            # The plugin's own code raised (a PeftbenchError included): skip it, keep the others.
             warnings.warn(
-                f"peftbench plugin '{impl.plugin_name}' ({source}) raised in register_methods and was "
+                f"peftbench plugin '{plugin}' ({source}) raised in register_methods and was "
                 f"skipped: {type(error).__name__}: {error}",
                 PluginWarning,
                 stacklevel=2,
             )
+            continue
+        if refused:
+            raise refused[0]
+        entries.update(pending)
+        for name in pending:
+            plugin_names[name] = plugin
     return MethodRegistry(entries)
 
 
-def _add(entries: dict[str, RegisteredMethod], method: Method, source: str) -> None:
+def _switch_off_hint(*origins: tuple[str, str]) -> str:
+    """How to stop loading the entry points among ``(source, plugin)`` pairs (built-ins always load)."""
+    plugins = list(dict.fromkeys(plugin for source, plugin in origins if source != BUILTIN_SOURCE))
+    if not plugins:
+        return ""
+    which = " or ".join(f"'{plugin}'" for plugin in plugins)
+    return (
+        f"; or switch entry point {which} off: {PLUGINS_ENV} lists the entry points to load "
+        f"(comma-separated; set but empty loads none), so set it without {which}"
+    )
+
+
+def _add(
+    entries: dict[str, RegisteredMethod],
+    pending: dict[str, RegisteredMethod],
+    plugin_names: dict[str, str],
+    method: Method,
+    source: str,
+    plugin: str,
+) -> None:
     if not isinstance(method, Method):
-        raise PeftbenchError(
+        raise _RegistryError(
             f"plugin {source} registered {method!r}, which is not a peftbench Method instance"
+            f"{_switch_off_hint((source, plugin))}"
         )
     name = getattr(method, "name", None)
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise PeftbenchError(
+        raise _RegistryError(
             f"plugin {source} registered a method with invalid name {name!r}: "
-            "use a lower-case identifier such as 'my_method'"
+            f"use a lower-case identifier such as 'my_method'{_switch_off_hint((source, plugin))}"
         )
-    if name in entries:
-        raise PeftbenchError(
-            f"two methods are named '{name}': one from {entries[name].source}, one from {source}; "
-            f"uninstall one or limit plugins with {PLUGINS_ENV}"
+    if name in entries or name in pending:
+        first = entries[name].source if name in entries else source
+        first_plugin = plugin_names.get(name, plugin)
+        raise _RegistryError(
+            f"two methods are named '{name}': one from {first}, one from {source}; "
+            f"uninstall one{_switch_off_hint((first, first_plugin), (source, plugin))}"
         )
-    entries[name] = RegisteredMethod(method, source)
+    pending[name] = RegisteredMethod(method, source)

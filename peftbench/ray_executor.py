@@ -66,7 +66,11 @@ class WorkerResult:
 def _probe(device_type: str, precision: str) -> dict[str, Any]:
     """Resolve the precision where runs will execute (the driver may have no GPU at all)."""
     device = torch.device(device_type)
-    return {"precision": resolve_precision(precision, device), "peftbench": __version__}
+    return {
+        "precision": resolve_precision(precision, device),
+        "peftbench": __version__,
+        "environment": _environment(device),  # described where it runs: the driver may lack CUDA
+    }
 
 
 @ray.remote(num_cpus=0)
@@ -150,7 +154,7 @@ class RayExecutor:
         each = "one GPU" if device_type == "cuda" else f"{self.cpus_per_task:g} CPU"
         description = f"  executor: ray on {where} ({gpus:g} GPUs, {cpus:g} CPUs), {each} per run"
         device_obj = torch.device(device_type)
-        return Placement(device_obj, probe["precision"], _environment(device_obj), description)
+        return Placement(device_obj, probe["precision"], probe["environment"], description)
 
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec]) -> Iterator[tuple[RunSpec, RunRecord]]:
         if not specs:

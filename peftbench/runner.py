@@ -91,7 +91,11 @@ def execute_run(
     test = again = None
     phase = _enter("prepare", on_phase)
     try:
-        model = entry.method.prepare(ctx.fresh_model(seed), ctx.task, hp)
+        base = ctx.fresh_model(seed)
+        # The base model is the same for every seed; what the method adds (LoRA's A, a prefix,
+        # prompt embeddings) is initialised from the global generator, so it must follow the seed.
+        torch.manual_seed(seed)
+        model = entry.method.prepare(base, ctx.task, hp)
         trained = {name for name, p in model.named_parameters() if p.requires_grad}
         model = ctx.place(model, trained)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

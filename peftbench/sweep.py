@@ -128,13 +128,14 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Le
         placement = executor.start(config.device, config.train.precision)
         ctx = _build_context(config, out, placement)
         ctx.fresh_model(seeds[0])  # a model that cannot load is an error now, not one failed record per run
-        _run_plan(config, ctx, plan, seeds, executor, placement)
+        finals = _run_plan(config, ctx, plan, seeds, executor, placement)
     finally:
         executor.close()
-    return Leaderboard.from_dir(out)
+    return Leaderboard.from_dir(out, sweep_run_ids=finals)
 
 
-def _run_plan(config, ctx, plan, seeds, executor: Executor, placement: Placement) -> None:
+def _run_plan(config, ctx, plan, seeds, executor: Executor, placement: Placement) -> list[str]:
+    """Runs the plan; returns the run ids of its final runs (what this sweep is judged by)."""
     say = _printer(config.progress)
     grids = {
         e.method.name: tuning_grid(e.method, config.hp.get(e.method.name)) if config.tune else {}
@@ -153,11 +154,14 @@ def _run_plan(config, ctx, plan, seeds, executor: Executor, placement: Placement
     progress = _Progress(total, say)
     # One method at a time in this process; every method at once on a parallel executor.
     groups = [plan] if executor.parallel else [[item] for item in plan]
-    for group in groups:
-        _run_group(config, ctx, group, seeds, grids, executor, progress)
+    return [
+        run_id
+        for group in groups
+        for run_id in _run_group(config, ctx, group, seeds, grids, executor, progress)
+    ]
 
 
-def _run_group(config, ctx, group, seeds, grids, executor: Executor, progress: _Progress) -> None:
+def _run_group(config, ctx, group, seeds, grids, executor: Executor, progress: _Progress) -> list[str]:
     """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
     tuning_runs = {
         entry.method.name: _candidate_specs(ctx, config, entry, grids[entry.method.name], seeds[0])
@@ -179,6 +183,7 @@ def _run_group(config, ctx, group, seeds, grids, executor: Executor, progress: _
             progress.say(f"  {name}: {choice}")
         finals += [_spec(ctx, entry, hp, seed, "final", f"{name} seed {seed}", tuning) for seed in seeds]
     _execute(ctx, finals, executor, progress, config)
+    return [spec.run_id for spec in finals]
 
 
 def _candidate_specs(ctx, config, entry, grid, seed) -> list[RunSpec]:
@@ -209,6 +214,10 @@ def _execute(ctx, specs, executor: Executor, progress: _Progress, config) -> dic
             if existing is None:
                 todo.append(spec)
             else:
+                if spec.stage == "final" and existing.tuning != spec.tuning:
+                    # The same run, now reached through tuning (or tuned afresh): say so in its record.
+                    existing.tuning = spec.tuning
+                    write_record(existing, ctx.out)
                 records[spec.run_id] = existing
                 progress.report(spec, f"skipped, complete record exists ({path.name})")
         for spec, record in executor.run(ctx, todo):

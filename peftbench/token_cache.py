@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,34 +47,67 @@ def split_fingerprint(split: TextSplit) -> str:
     return digest.hexdigest()[:16]
 
 
+class CacheWarning(UserWarning):
+    """A cached file could not be read; it is rebuilt, which only costs time."""
+
+
 def cached_tokenize(
     tokenizer, split: TextSplit, max_length: int, tokenizer_key: str, directory: Path | None = None
 ) -> tuple[TokenizedSplit, bool]:
-    """The tokenised split and whether it came from the cache."""
+    """The tokenised split and whether it came from the cache.
+
+    A cache entry that cannot be read (truncated, empty, not an ``.npz``, arrays that do not fit
+    the split) is a miss: it is warned about by path, rebuilt and overwritten.
+    """
     directory = cache_dir() if directory is None else directory
     path = directory / "tokenized" / f"{split_fingerprint(split)}-{tokenizer_key}-{max_length}.npz"
+    corrupt = False
     if path.exists():
         try:
-            return _load(path), True
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # corrupt cache entry: rebuild it
+            return _load(path, split), True
+        except Exception as error:  # any unreadable entry (BadZipFile, EOFError, ...) is a miss
+            corrupt = True
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            warnings.warn(
+                f"token cache entry {path} is unreadable ({reason}); tokenising again and rewriting it",
+                CacheWarning,
+                stacklevel=2,
+            )
     tokenized = tokenize_split(tokenizer, split, max_length)
-    with contextlib.suppress(OSError):  # an unwritable cache only costs speed
+    try:
         _save(tokenized, path)
+    except OSError:  # an unwritable cache only costs speed, but never keep a corrupt entry
+        if corrupt:
+            with contextlib.suppress(OSError):
+                path.unlink()
     return tokenized, False
 
 
 def _save(split: TokenizedSplit, path: Path) -> None:
+    """Write atomically: a temporary file in the same folder, flushed to disk, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = np.concatenate(split.input_ids) if len(split) else np.zeros(0, dtype=np.int64)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(handle, "wb") as file:
-        np.savez(file, ids=flat.astype(np.int32), lengths=split.lengths, labels=split.labels)
-    os.replace(temporary, path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, ids=flat.astype(np.int32), lengths=split.lengths, labels=split.labels)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
-def _load(path: Path) -> TokenizedSplit:
+def _load(path: Path, split: TextSplit | None = None) -> TokenizedSplit:
+    """Read a cache entry; ``ValueError`` if its arrays do not describe ``split``."""
     with np.load(path, allow_pickle=False) as arrays:
         ids, lengths, labels = arrays["ids"].astype(np.int64), arrays["lengths"], arrays["labels"]
+    if ids.ndim != 1 or lengths.ndim != 1 or labels.ndim != 1 or len(lengths) != len(labels):
+        raise ValueError("arrays of the wrong shape")
+    if (lengths < 0).any() or int(lengths.sum()) != len(ids):
+        raise ValueError("token lengths do not add up to the stored tokens")
+    if split is not None and not np.array_equal(labels, split.labels):
+        raise ValueError("labels differ from the split's")
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return TokenizedSplit([ids[offsets[i] : offsets[i + 1]] for i in range(len(lengths))], labels)

@@ -8,6 +8,7 @@ at log intervals, so a GPU never waits on the host between steps.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from tqdm.auto import tqdm
 from peftbench.batching import TokenizedSplit, collate, train_batches
 from peftbench.errors import PeftbenchError
 from peftbench.precision import PRECISIONS, autocast
+
+#: More epochs than this is a typo (``--epochs 1e9`` would plan a billion epochs of batches).
+MAX_EPOCHS = 1000
 
 
 @dataclass
@@ -38,20 +42,34 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs > 0,
-            "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "max_length": self.max_length >= 2,
-            "max_grad_norm": self.max_grad_norm > 0,
-            "max_steps": self.max_steps is None or self.max_steps >= 1,
-            "log_every": self.log_every >= 1,
-        }
         if self.precision not in PRECISIONS:
             raise PeftbenchError(f"unknown precision '{self.precision}': use one of {', '.join(PRECISIONS)}")
-        for name, ok in checks.items():
-            if not ok:
-                raise PeftbenchError(f"training setting {name}={getattr(self, name)!r} is out of range")
+        if not isinstance(self.compile, bool):
+            raise PeftbenchError(f"training setting compile={self.compile!r} must be true or false")
+        # name -> (integer?, allowed?, what to use instead); bool is no number here
+        checks = {
+            "epochs": (
+                False,
+                lambda v: 0 < v <= MAX_EPOCHS,
+                f"use a number above 0 and at most {MAX_EPOCHS}",
+            ),
+            "batch_size": (True, lambda v: v >= 1, "use at least 1"),
+            "eval_batch_size": (True, lambda v: v >= 1, "use at least 1"),
+            "max_length": (True, lambda v: v >= 2, "use at least 2 tokens"),
+            "max_grad_norm": (False, lambda v: v > 0, "use a number above 0"),
+            "max_steps": (True, lambda v: v >= 1, "use at least 1, or none for the full epochs"),
+            "log_every": (True, lambda v: v >= 1, "use at least 1"),
+        }
+        for name, (integer, allowed, hint) in checks.items():
+            value = getattr(self, name)
+            if name == "max_steps" and value is None:
+                continue
+            if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise PeftbenchError(f"training setting {name}={value!r} must be a whole number: {hint}")
+            if not integer and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise PeftbenchError(f"training setting {name}={value!r} must be a number: {hint}")
+            if not math.isfinite(value) or not allowed(value):
+                raise PeftbenchError(f"training setting {name}={value!r} is out of range: {hint}")
 
 
 class TrainingDiverged(RuntimeError):

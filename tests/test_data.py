@@ -23,6 +23,12 @@ def test_hub_id_resolves_to_the_mirror_by_its_last_part(mirror_path):
     assert data.num_labels == 6 and len(data.train) == 16000
 
 
+def test_a_mistyped_path_never_falls_back_to_the_mirror(mirror_path, tmp_path):
+    for name in ("./data/rotten_tomatoes", str(tmp_path / "emotion"), "a/b/rotten_tomatoes"):
+        with pytest.raises(PeftbenchError, match="does not exist|could not load dataset"):
+            load_splits(DatasetSpec(name))
+
+
 def test_csv_with_other_column_names_and_string_labels(tmp_path):
     path = tmp_path / "reviews.csv"
     pd.DataFrame(

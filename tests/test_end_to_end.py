@@ -170,3 +170,23 @@ def test_gpt2_pools_the_last_real_token_under_right_padding():
         padded = model(**batch).logits[0]
         alone = model(input_ids=torch.tensor([short])).logits[0]
     assert torch.allclose(padded, alone, atol=1e-5)
+
+
+def test_the_seed_initialises_what_the_method_adds(keyword_folder, tmp_path):
+    """Seeds must vary the adapter's own initialisation (LoRA's A), not only the head and order."""
+    from safetensors.torch import load_file
+
+    hp = {"lora": {"learning_rate": 1e-12}}  # a training step then moves nothing measurable
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_folder), methods=["lora"], seeds=[0, 1], max_steps=1,
+        hp=hp, out=tmp_path, progress=False,
+    )  # fmt: skip
+    lora_a = {}
+    for record in board.records:
+        if record.method == "lora":
+            (weights,) = (tmp_path / "adapters" / record.run_id).rglob("*.safetensors")
+            tensors = load_file(weights)
+            a_parts = [t.flatten() for k, t in sorted(tensors.items()) if "lora_A" in k]
+            lora_a[record.seed] = torch.cat(a_parts)
+    assert set(lora_a) == {0, 1}
+    assert not torch.allclose(lora_a[0], lora_a[1], atol=1e-3)

@@ -10,7 +10,10 @@ from peftbench.plugins import collect_methods
 BITFIT = "peftbench-bitfit 0.1.0"
 EXTRAS = "peftbench-peft-extras 0.1.0"
 EXTRA_METHODS = ["loha", "lokr", "dora", "vera", "prompt_tuning", "p_tuning"]
-REFUSED_ON_GPT2 = {"loha", "lokr"}  # peft's LyCORIS layers do not support GPT-2's Conv1D
+# Refused on GPT-2, with the reason the refusal gives.
+CONV1D = "does not support GPT-2-style Conv1D projections; use lora"  # peft's LyCORIS layers
+PADDING = "pools the last non-padding token"  # soft prompts pass inputs_embeds only: a pad is pooled
+REFUSED_ON_GPT2 = {"loha": CONV1D, "lokr": CONV1D, "prompt_tuning": PADDING, "p_tuning": PADDING}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_every_example_method_trains_and_reloads_identically(registry, keyword_f
     for name, record in records.items():
         if model == "tiny-gpt2" and name in REFUSED_ON_GPT2:
             assert record.status == "failed"
-            assert "does not support GPT-2-style Conv1D projections; use lora" in record.error
+            assert REFUSED_ON_GPT2[name] in record.error and "\n" not in record.error, record.error
             continue
         assert record.status == "complete", f"{name}: {record.error}"
         assert record.reload["predictions_identical"] is True, name
@@ -66,3 +69,38 @@ def test_bitfit_trains_exactly_the_biases_and_the_head(registry):
         n for n, _ in model.named_parameters() if n.endswith(".bias") or n.startswith("score.")
     }
     assert "score.weight" in trainable and "transformer.h.0.attn.c_attn.weight" not in trainable
+
+
+@pytest.mark.parametrize("name", ["prompt_tuning", "p_tuning"])
+def test_soft_prompts_refuse_last_token_pooling_models_and_say_to_use_prefix_tuning(registry, name):
+    """GPT-2 pools the last non-pad token found from input_ids; with only inputs_embeds (what
+    peft's soft prompts pass) it pools the last position, a pad for every shorter example."""
+    spec = peftbench.models.resolve_model("tiny-gpt2")
+    model = peftbench.models.load_model(spec, ("a", "b"), 0, 50256)
+    method = registry.get(name).method
+    with pytest.raises(peftbench.PeftbenchError) as error:
+        method.prepare(model, None, method.hyperparameters())
+    message = str(error.value)
+    assert message.startswith(f"{name} cannot train GPT2ForSequenceClassification")
+    assert PADDING in message and "use prefix_tuning" in message and "\n" not in message
+
+
+def test_soft_prompts_predict_the_same_alone_or_in_a_padded_batch_on_bert(registry):
+    """On an encoder ([CLS] pooling) the soft prompts are accepted and padding changes nothing."""
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=2, pad_token_id=0,
+    )  # fmt: skip
+    for name in ("prompt_tuning", "p_tuning"):
+        torch.manual_seed(0)
+        model = transformers.BertForSequenceClassification(config)
+        method = registry.get(name).method
+        model = method.prepare(model, None, method.hyperparameters({"num_virtual_tokens": 4})).eval()
+        ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 0, 0, 0]])
+        with torch.no_grad():
+            batch = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+            alone = model(input_ids=ids[1:, :2], attention_mask=torch.ones(1, 2, dtype=torch.long)).logits
+        torch.testing.assert_close(batch[1:], alone, rtol=1e-4, atol=1e-5)

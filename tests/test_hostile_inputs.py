@@ -169,7 +169,7 @@ def test_failing_and_diverging_methods_are_recorded_and_the_sweep_goes_on(finish
     finally:
         manager.unregister(name="faulty")
     captured = capsys.readouterr()
-    assert code == 1 and "2 run(s) did not complete" in captured.err
+    assert code == 1 and "2 run(s) of this sweep did not complete" in captured.err
     records = {r.method: r for r in read_records(out)}
     assert records["exploding"].status == "failed"
     assert records["exploding"].error == "RuntimeError: kaboom in forward (during train)"
@@ -182,6 +182,11 @@ def test_failing_and_diverging_methods_are_recorded_and_the_sweep_goes_on(finish
     assert frame.loc["exploding", "seeds"] == 0 and frame.loc["exploding", "failed_runs"] == 1
     assert pd.isna(frame.loc["nan_head", "accuracy"])
     assert "| exploding" in captured.out and "| failed" in captured.out
+    assert "exploding (failed)" in captured.err and "nan_head (diverged)" in captured.err
+    # A later sweep into the same folder is judged by its own runs, not the failures before it.
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(data), "--methods", "lora",
+                 "--max-steps", "3", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert "did not complete" not in capsys.readouterr().err
 
 
 def test_corrupt_records_are_reported_and_rerun_on_resume(finished, tmp_path, capsys):

@@ -14,7 +14,7 @@ def test_cli_strings_are_coerced_to_the_default_types(lora):
     hp = lora.hyperparameters({"r": "16", "learning_rate": "3e-4", "target_modules": "query,value"})
     assert hp["r"] == 16 and isinstance(hp["r"], int)
     assert hp["learning_rate"] == pytest.approx(3e-4)
-    assert hp["target_modules"] == "query,value"  # free-form default (None) keeps the string
+    assert hp["target_modules"] == ["query", "value"]  # a module list, as peft wants it
     assert hp["lora_alpha"] == 16  # untouched default
 
 

@@ -14,6 +14,7 @@ import torch
 import peftbench
 from conftest import keyword_rows
 from peftbench import Method, hookimpl
+from peftbench.methods.lora import Lora
 from peftbench.models import classification_head
 from peftbench.plugins import default_plugin_manager
 from peftbench.records import read_records
@@ -23,7 +24,7 @@ ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip ins
 TESTS = Path(__file__).resolve().parent
 IN_RAY_WORKER = "PEFTBENCH_TEST_IN_RAY_WORKER"  # set for the cluster's workers only, never in pytest
 HP = {"lora": {"learning_rate": 1e-2}, "ia3": {"learning_rate": 5e-2}}
-LORA_GRID = 3  # lora's search space: three learning rates
+LORA_GRID = len(Lora.search_space["learning_rate"])  # lora's search space
 
 
 class SuddenDeath(Method):
@@ -94,7 +95,7 @@ def sweep(keyword_folder, out, methods, tuned=(), **options):
 
 @pytest.fixture(scope="module")
 def both(cluster, keyword_folder, tmp_path_factory):
-    """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (3 candidates).
+    """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (its whole grid).
 
     Both with one torch thread per run, as each Ray task of one CPU has: on CPUs torch splits its
     reductions by thread count, so results are bit-identical only for the same count.

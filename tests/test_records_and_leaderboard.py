@@ -99,3 +99,44 @@ def test_records_from_older_writers_without_optional_fields_still_load(tmp_path)
     path.write_text(json.dumps(data))
     with pytest.warns(RecordWarning, match="missing fields: run_id"):
         assert read_records(tmp_path) == []
+
+
+def test_runs_on_other_data_or_code_are_never_averaged_and_no_seed_counts_twice():
+    """A rerun after the data changed (or peftbench was upgraded) is a separate row, not extra seeds."""
+
+    def run(seed, accuracy, fingerprint="data-a", version="0.2.0", finished="2026-01-01", method="lora"):
+        role = "baseline" if method == "baseline" else "method"
+        made = record(method, seed, accuracy, role=role, dataset_fingerprint=fingerprint,
+                      finished_at=finished, environment={"packages": {"peftbench": version}})  # fmt: skip
+        made.run_id = f"{method}-{seed}-{fingerprint}-{version}-{finished}"
+        return made
+
+    board = Leaderboard(
+        [
+            run(0, 0.5, method="baseline"),
+            run(0, 0.9),
+            run(1, 0.7),
+            run(0, 0.6, fingerprint="data-b"),  # the same name, other data
+            run(1, 0.1, version="0.1.0"),  # the same run by older code
+            run(1, 0.8, finished="2026-02-01"),  # the same run again, later: it replaces seed 1
+        ]
+    )
+    frame = board.to_frame()
+    lora = frame[frame["method"].str.startswith("lora")].set_index("dataset_fingerprint")
+    assert len(lora) == 3
+    newest = lora[lora["accuracy_per_seed"].map(len) == 2]
+    assert newest["accuracy_per_seed"].iloc[0] == {0: 0.9, 1: 0.8} and newest["seeds"].iloc[0] == 2
+    assert newest["delta_vs_baseline"].iloc[0] == pytest.approx(0.85 - 0.5)
+    assert pd.isna(lora.loc["data-b", "delta_vs_baseline"])  # no baseline on that data to compare with
+
+
+def test_a_choice_at_the_end_of_its_search_range_is_flagged():
+    tuning = {
+        "chosen": {"learning_rate": 0.003},
+        "candidates": [{"hyperparameters": {"learning_rate": v}} for v in (0.0003, 0.001, 0.003)],
+    }
+    inside = {**tuning, "chosen": {"learning_rate": 0.001}}
+    board = Leaderboard([record("lora", 0, 0.8, tuning=tuning), record("ia3", 0, 0.7, tuning=inside)])
+    tuned = board.to_frame().set_index("method")["tuned"]
+    assert tuned["lora"] == "learning_rate=0.003 (grid edge)"
+    assert tuned["ia3"] == "learning_rate=0.001"

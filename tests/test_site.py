@@ -115,7 +115,8 @@ def test_every_method_of_the_records_is_in_its_table_with_per_seed_values_and_se
     assert "seed 0: 80.00, seed 1: 81.00, seed 2: 82.00" in page
     assert "learning_rate=0.001: validation accuracy 80.00% (chosen)" in page
     facts = ("Test CPU 9000 (2 cores, 2 torch threads)", "torch 2.13.0+cpu", "transformers 5.23.0",
-             "runs finished 2026-11-26 to 2026-11-27", "2 classes: neg, pos", "seeds 0, 1, 2")  # fmt: skip
+             "runs finished 2026-11-26 to 2026-11-27", "2 classes: neg, pos", "seeds 0, 1, 2",
+             "written by peftbench 0.1.0, in which what a method adds")  # fmt: skip
     for fact in facts:
         assert fact in page, fact
     index = (docs / "leaderboard" / "index.md").read_text()
@@ -141,7 +142,7 @@ def test_method_pages_come_from_the_registry(generated):
         assert f"methods/{name}.md" in built.pages
     lora = (docs / "methods" / "lora.md").read_text()
     assert "Low-rank adapters on the attention projections" in lora and "peftbench.methods.lora.Lora" in lora
-    assert "<td>0.0003, 0.001, 0.003</td>" in lora  # the --tune search space
+    assert "<td>0.0003, 0.001, 0.003, 0.01</td>" in lora  # the --tune search space
     assert "](../leaderboard/tiny-alpha.md#m-lora): rank 1" in lora
 
 
@@ -183,14 +184,20 @@ def test_markdown_and_html_escaping():
 
 class HostileMethod(HeadProbe):
     name = "hostile"
-    description = "<script>alert(1)</script> and [a link](javascript:alert(2)) | pipe `tick`"
+    description = "<script>alert(1)</script> and [a link](javascript:alert(2)) | pipe `tick` the model's #2"
     defaults = {"<b>key</b>": 1}
+
+
+class IndexMethod(HeadProbe):
+    name = "index"  # a valid name, whose page must not replace methods/index.md
+    description = "A method named index."
 
 
 class HostilePlugin:
     @hookimpl
     def register_methods(self, register):
         register(HostileMethod())
+        register(IndexMethod())
 
 
 def test_text_from_plugins_and_datasets_shows_as_text_in_the_built_site(tmp_path):
@@ -215,6 +222,13 @@ def test_text_from_plugins_and_datasets_shows_as_text_in_the_built_site(tmp_path
     pages = [path.read_text() for path in site.rglob("*.html")]
     assert not any("<script>alert" in html or 'href="javascript:' in html for html in pages)
     assert not any("</title><script>" in html or "<b>key</b>" in html for html in pages)
+    # An apostrophe is escaped once (or not at all), never into a visible entity.
+    index = (site / "methods" / "index.html").read_text()
+    assert "model's" in index or "model&#x27;s" in index or "model&#39;s" in index
+    assert not any("&amp;#x27;" in html or "&#35;x27" in html or "&amp;#35;" in html for html in pages)
+    # A method named "index" has its own page; the methods index stays the index and links to it.
+    assert "Every method this installation knows" in index and 'href="index-method/"' in index
+    assert "A method named index." in (site / "methods" / "index-method" / "index.html").read_text()
 
 
 def test_committed_pages_are_what_the_committed_records_give(tmp_path):

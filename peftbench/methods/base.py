@@ -7,7 +7,9 @@ for any method that ``peft`` already knows, so such a method only writes its ``p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -47,6 +49,8 @@ class Method(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     #: Method hyper-parameters and their defaults; the type of each default is the accepted type.
+    #: A ``None`` default accepts any value, except for a ``*_modules`` key, which takes module
+    #: names (``--hp lora.target_modules=query,value``) and always holds a list of str or ``None``.
     defaults: ClassVar[dict[str, Any]] = {}
     #: Inclusive (low, high) bounds for numeric hyper-parameters; ``None`` leaves a side open.
     bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
@@ -69,6 +73,11 @@ class Method(ABC):
                 known = ", ".join(sorted(merged))
                 raise PeftbenchError(f"method '{self.name}' has no hyper-parameter '{key}'; known: {known}")
             merged[key] = _coerce(self.name, key, value, merged[key])
+        for key, value in merged.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PeftbenchError(
+                    f"method '{self.name}': hyper-parameter '{key}'={value} must be a finite number"
+                )
         for key, (low, high) in bounds.items():
             value = merged.get(key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -127,14 +136,31 @@ def has_conv1d_projections(model: nn.Module) -> bool:
     return any(isinstance(module, Conv1D) for module in model.modules())
 
 
+def is_name_list(key: str, default: Any) -> bool:
+    """Whether ``key`` holds module names: a ``*_modules`` key whose default is ``None``."""
+    return default is None and key.endswith("_modules")
+
+
 def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
-    """Turn an override (possibly a CLI string) into the default's type, or explain why not."""
+    """Turn an override (possibly a CLI string) into the default's type, or explain why not.
+
+    A key whose default is ``None`` takes any value, except a ``*_modules`` key (peft's
+    ``target_modules``, ``feedforward_modules``, ...): it takes ``null``, a list of names or a
+    comma-separated string (``query,value``), always stored as a list of names. peft would read
+    a plain string as a regular expression, so ``--hp lora.target_modules=query,value`` would
+    otherwise match nothing and fail every run late.
+    """
+    if is_name_list(key, default):
+        return _name_list(method, key, value)
     if isinstance(value, str) and not isinstance(default, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
             if isinstance(default, bool) and value.lower() in {"true", "false"}:
                 value = value.lower() == "true"
+            elif isinstance(default, float):  # "inf", "nan": refused as not finite, not as not float
+                with contextlib.suppress(ValueError):
+                    value = float(value)
     if default is None:
         return value
     expected = type(default)
@@ -154,3 +180,24 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
             f"method '{method}': hyper-parameter '{key}' must be {expected.__name__}, got {value!r}"
         )
     return value
+
+
+def _name_list(method: str, key: str, value: Any) -> list[str] | None:
+    """``None``, a list of names, a JSON list or ``"query,value"`` -> ``None`` or a list of names."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") or text == "null":
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text  # refused below, with the accepted forms
+        elif text:
+            value = [part.strip() for part in text.split(",")]
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value):
+        return [name.strip() for name in value]
+    raise PeftbenchError(
+        f"method '{method}': hyper-parameter '{key}' must be module names, e.g. query,value or "
+        f'["query", "value"], got {value!r}'
+    )

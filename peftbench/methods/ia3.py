@@ -13,7 +13,7 @@ from peftbench.methods.base import PeftMethod, TaskInfo, has_conv1d_projections
 class Ia3(PeftMethod):
     name = "ia3"
     description = "Learned vectors rescaling keys, values and feed-forward activations (Liu et al., 2022)."
-    search_space = {"learning_rate": [3e-3, 8e-3, 2e-2]}
+    search_space = {"learning_rate": [3e-3, 8e-3, 2e-2, 5e-2]}
     defaults = {"target_modules": None, "feedforward_modules": None, "learning_rate": 8e-3}
 
     def peft_config(self, model, task: TaskInfo, **hp: Any) -> peft.PeftConfig:

@@ -13,7 +13,7 @@ from peftbench.methods.base import PeftMethod, TaskInfo, has_conv1d_projections
 class Lora(PeftMethod):
     name = "lora"
     description = "Low-rank adapters on the attention projections (Hu et al., 2021)."
-    search_space = {"learning_rate": [3e-4, 1e-3, 3e-3]}
+    search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
     defaults = {
         "r": 8,
         "lora_alpha": 16,

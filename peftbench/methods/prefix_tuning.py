@@ -13,7 +13,7 @@ from peftbench.methods.base import PeftMethod, TaskInfo
 class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     description = "Trained key/value prefixes prepended at every attention layer (Li & Liang, 2021)."
-    search_space = {"learning_rate": [3e-3, 1e-2, 3e-2]}
+    search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
     defaults = {"num_virtual_tokens": 20, "learning_rate": 1e-2}
     bounds = {"num_virtual_tokens": (1, None)}
 

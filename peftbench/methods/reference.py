@@ -78,7 +78,7 @@ class HeadOnly(Method):
     role = "reference"
     always_run = True
     defaults = {"learning_rate": 3e-3}
-    search_space = {"learning_rate": [1e-3, 3e-3, 1e-2]}
+    search_space = {"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]}
 
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
         model.requires_grad_(False)
@@ -97,7 +97,7 @@ class FullFineTuning(Method):
     description = "Every weight trains: the expensive upper reference PEFT methods are read against."
     role = "reference"
     defaults = {"learning_rate": 5e-5, "weight_decay": 0.01}
-    search_space = {"learning_rate": [2e-5, 5e-5, 1e-4]}
+    search_space = {"learning_rate": [2e-5, 5e-5, 1e-4, 2e-4]}
 
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
         model.requires_grad_(True)

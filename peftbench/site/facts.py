@@ -98,6 +98,24 @@ def compute(records: list[RunRecord]) -> str:
     return html_text(f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included")
 
 
+# What was wrong with records written by older peftbench versions, fixed since: a page built from
+# such records says so rather than let its numbers pass for the current harness's.
+KNOWN_ISSUES = {
+    "0.1.0": (
+        "written by peftbench 0.1.0, in which what a method adds (LoRA's A, prefixes) was initialised "
+        "the same for every seed, so the spread over seeds leaves out initialisation variance; its "
+        "search ranges were narrower, and most tuned values sit at their end (marked grid edge)"
+    ),
+}
+
+
+def known_issues(records: list[RunRecord]) -> str:
+    """The known issues of the peftbench versions that wrote ``records``, or ``none known``."""
+    versions = _distinct(str((r.environment.get("packages") or {}).get("peftbench") or "") for r in records)
+    found = [f"{KNOWN_ISSUES[v]}." for v in versions if v in KNOWN_ISSUES]
+    return "<br>".join(html_text(line) for line in found) or "none known"
+
+
 def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str, str]]:
     """(label, safe HTML) rows describing one (model, dataset) table's setup."""
     environments = [record.environment for record in every]
@@ -114,6 +132,7 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
         ("Date", html_text(dates(every))),
         ("Protocol", protocol(final, every)),
         ("Compute", compute(every)),
+        ("Known issues", known_issues(every)),
         ("Data notes", _joined([note for record in final for note in record.notes], "<br>", "none")),
     ]
 

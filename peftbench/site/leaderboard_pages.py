@@ -23,10 +23,12 @@ from peftbench.site.markup import (
     html_table,
     html_text,
     md_text,
+    method_slug,
     page,
     slug,
 )
 from peftbench.site.plots import PLOTS, plot_files
+from peftbench.tuning import edge_keys
 
 REGENERATE = "peftbench docs --records leaderboard/records --site docs"
 
@@ -197,6 +199,8 @@ def _tuning(records: list[RunRecord]) -> str:
         lines.append(f"{hp}: {score}{mark}")
     if tuning.get("note"):
         lines.append(str(tuning["note"]))
+    for key in edge_keys(tuning):
+        lines.append(f"{key}: the choice is the end of its search range; the best value may lie beyond it")
     return "<br>".join(html_text(line) for line in lines) or "no candidates"
 
 
@@ -218,7 +222,8 @@ def _method_section(table: Table, row: pd.Series, known_methods: Collection[str]
         ("Tuning", _tuning(records)),
     ]
     method = first.method if first else name
-    link = f"\n\n[About {md_text(method)}](../methods/{slug(method)}.md)" if method in known_methods else ""
+    page_link = f"../methods/{method_slug(method)}.md"
+    link = f"\n\n[About {md_text(method)}]({page_link})" if method in known_methods else ""
     heading = f"### {md_text(name)} {{#{anchor(name)}}}"
     return f"{heading}\n\n{definition_table(pairs)}{link}\n\n{_seed_table(records)}"
 

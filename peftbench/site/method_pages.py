@@ -19,8 +19,8 @@ from peftbench.site.markup import (
     html_table,
     html_text,
     md_text,
+    method_slug,
     page,
-    slug,
 )
 
 ROLES = {
@@ -121,7 +121,7 @@ def index_page(registry: MethodRegistry) -> str:
     lines = ["| method | role | description | source |", "|---|---|---|---|"]
     for entry in ordered(registry):
         method = entry.method
-        link = f"[{md_text(method.name)}]({slug(method.name)}.md)"
+        link = f"[{md_text(method.name)}]({method_slug(method.name)}.md)"
         lines.append(
             f"| {link} | {md_text(method.role)} | {md_text(method.description)} | {md_text(entry.source)} |"
         )
@@ -134,8 +134,12 @@ def index_page(registry: MethodRegistry) -> str:
 
 
 def pages(registry: MethodRegistry, tables: Sequence[Table]) -> dict[str, str]:
-    """Relative path -> Markdown for the methods index and one page per method."""
+    """Relative path -> Markdown for the methods index and one page per method.
+
+    A method named ``index`` gets ``methods/index-method.md`` (see ``method_slug``), never the
+    index's own page.
+    """
     out = {"methods/index.md": index_page(registry)}
     for entry in ordered(registry):
-        out[f"methods/{slug(entry.method.name)}.md"] = method_page(entry, tables)
+        out[f"methods/{method_slug(entry.method.name)}.md"] = method_page(entry, tables)
     return out

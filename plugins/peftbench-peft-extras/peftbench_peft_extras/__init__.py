@@ -2,9 +2,12 @@
 
 peft's own per-architecture defaults choose the target modules (``c_attn`` on GPT-2,
 ``query``/``value`` on BERT); GPT-2's transposed ``Conv1D`` projections get ``fan_in_fan_out``.
+Methods a model cannot run correctly refuse it with a sentence saying why (``refuse_*``).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import peft
 
@@ -20,6 +23,40 @@ def refuse_conv1d(method: str, model) -> None:
         raise PeftbenchError(
             f"{method} cannot adapt {type(model).__name__}: peft's {method} does not support GPT-2-style "
             "Conv1D projections; use lora, dora or vera on this model"
+        )
+
+
+# Text of the transformers sequence-classification forwards that pool the last non-padding token
+# and find it from ``input_ids`` (GPT-2, GPT-Neo, Llama, Mistral, ...): the variable name of
+# recent releases, and the warning older releases also log when only embeddings are given.
+_POOLS_LAST_TOKEN_BY_PAD_ID = ("last_non_pad_token", "will not detect padding tokens in `inputs_embeds`")
+
+
+def pools_last_token_from_input_ids(model) -> bool:
+    """Whether ``model``'s forward pools the last non-padding token, found from ``input_ids``.
+
+    Such a model, given ``inputs_embeds`` without ``input_ids``, pools the last position instead,
+    which with right padding is a padding token for every example shorter than its batch's longest.
+    Encoder heads (BERT's ``[CLS]`` pooler) pool the first position and are not affected.
+    """
+    for cls in type(model).__mro__:
+        if "forward" in vars(cls):
+            try:
+                source = inspect.getsource(cls.forward)
+            except (OSError, TypeError):  # no source to read (compiled, or built at run time)
+                return False
+            return any(marker in source for marker in _POOLS_LAST_TOKEN_BY_PAD_ID)
+    return False
+
+
+def refuse_last_token_pooling(method: str, model) -> None:
+    """peft's soft-prompt methods feed ``inputs_embeds`` only, so a last-token head pools padding."""
+    if pools_last_token_from_input_ids(model):
+        raise PeftbenchError(
+            f"{method} cannot train {type(model).__name__}: its classification head pools the last "
+            f"non-padding token, found from input_ids, but peft's {method} passes only inputs_embeds, "
+            "so it would pool a padding token and predictions would depend on the batch; "
+            "use prefix_tuning (or lora) on this model"
         )
 
 
@@ -83,6 +120,7 @@ class PromptTuning(PeftMethod):
     bounds = {"num_virtual_tokens": (1, None)}
 
     def peft_config(self, model, task, **hp):
+        refuse_last_token_pooling(self.name, model)
         return peft.PromptTuningConfig(task_type=SEQ_CLS, num_virtual_tokens=hp["num_virtual_tokens"])
 
 
@@ -93,6 +131,7 @@ class PTuning(PeftMethod):
     bounds = {"num_virtual_tokens": (1, None), "encoder_hidden_size": (1, None)}
 
     def peft_config(self, model, task, **hp):
+        refuse_last_token_pooling(self.name, model)
         return peft.PromptEncoderConfig(
             task_type=SEQ_CLS,
             num_virtual_tokens=hp["num_virtual_tokens"],
