@@ -140,4 +140,7 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
 def summary_line(final: list[RunRecord], every: list[RunRecord]) -> str:
     """Model, dataset, hardware and date in one escaped line (for the leaderboard index)."""
     machine = "; ".join(_distinct(hardware(r.environment) for r in every)) or "hardware not recorded"
-    return html_text(f"{machine}; {dates(every)}; {len(final)} test runs")
+    versions = _distinct(str((r.environment.get("packages") or {}).get("peftbench") or "") for r in every)
+    flawed = [version for version in versions if version in KNOWN_ISSUES]
+    caveat = f"; written by peftbench {', '.join(flawed)}: see its known issues" if flawed else ""
+    return html_text(f"{machine}; {dates(every)}; {len(final)} test runs{caveat}")
