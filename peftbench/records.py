@@ -10,13 +10,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import reprlib
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from peftbench.atomic import write_atomically
 
 SCHEMA_VERSION = 1
 RECORDS_DIR = "records"
@@ -101,17 +101,8 @@ def record_path(out: Path, run_id: str) -> Path:
 def write_record(record: RunRecord, out: Path) -> Path:
     """Write ``record`` under ``out/records/`` atomically; returns its path."""
     path = record_path(out, record.run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".json.tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(record.to_json())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    content = record.to_json().encode("utf-8")
+    write_atomically(path, lambda file: file.write(content))
     return path
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from peftbench.atomic import write_atomically
 from peftbench.batching import TokenizedSplit, tokenize_split
 from peftbench.data import TextSplit
 
@@ -85,18 +85,9 @@ def cached_tokenize(
 
 def _save(split: TokenizedSplit, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, flushed to disk, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     flat = np.concatenate(split.input_ids) if len(split) else np.zeros(0, dtype=np.int64)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, ids=flat.astype(np.int32), lengths=split.lengths, labels=split.labels)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    arrays = {"ids": flat.astype(np.int32), "lengths": split.lengths, "labels": split.labels}
+    write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 def _load(path: Path, split: TextSplit | None = None) -> TokenizedSplit:
