@@ -284,10 +284,12 @@ def _read_files(folder: Path) -> dict[str, bytes]:
 
 
 def _write_adapter(folder: Path, files: dict[str, bytes], record: RunRecord) -> None:
-    """Replace ``folder`` with ``files`` (staged beside it, then renamed); drop it for a failed run."""
+    """Replace ``folder`` with ``files`` (staged beside it, then renamed).
+
+    A failed run sends no files and leaves ``folder`` alone: the sweep decides whether an earlier
+    complete run's adapter stays (a failed ``--force`` rerun) or goes.
+    """
     if not files:
-        if record.status != "complete":
-            shutil.rmtree(folder, ignore_errors=True)  # a stale adapter must not look usable
         return
     staging = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)  # left by a driver killed mid-write

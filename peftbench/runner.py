@@ -88,6 +88,9 @@ def execute_run(
     """
     record = new_record(ctx, entry, hp, seed, run_id, stage, tuning)
     adapter_dir = ctx.out / ADAPTERS_DIR / run_id
+    # Saved and reloaded here first, moved into place only once the run is complete: a run that
+    # fails (or is killed) while saving never touches the adapter of an earlier complete run.
+    staging = ctx.out / ADAPTERS_DIR / f".staging-{run_id}"
     test = again = None
     phase = _enter("prepare", on_phase)
     try:
@@ -112,19 +115,18 @@ def execute_run(
         peak_memory = peak_memory_mb(ctx.device)
         if stage == "final":
             phase = _enter("save", on_phase)
-            if adapter_dir.exists():
-                shutil.rmtree(adapter_dir)
-            adapter_dir.mkdir(parents=True)
-            entry.method.save(model, adapter_dir)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            entry.method.save(model, staging)
             del model
             phase = _enter("reload", on_phase)
-            refuse_pickles(adapter_dir)
-            reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), adapter_dir, ctx.task, hp), trained)
+            refuse_pickles(staging)
+            reloaded = ctx.place(entry.method.load(ctx.fresh_model(seed), staging, ctx.task, hp), trained)
             again = ctx.evaluate(reloaded, ctx.test)
     except TrainingDiverged as error:
-        return _finish(record, "diverged", f"{error}", phase, adapter_dir)
+        return _finish(record, "diverged", f"{error}", phase, staging)
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
-        return _finish(record, "failed", f"{type(error).__name__}: {error}", phase, adapter_dir)
+        return _finish(record, "failed", f"{type(error).__name__}: {error}", phase, staging)
     record.metrics = {
         "validation_accuracy": validation.accuracy,
         "validation_macro_f1": validation.macro_f1,
@@ -148,7 +150,7 @@ def execute_run(
     if test is not None:
         record.metrics.update(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss)
         record.costs["eval_seconds"] = test.seconds
-        record.costs["adapter_bytes"] = sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file())
+        record.costs["adapter_bytes"] = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         record.reload = {
             "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
             "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
@@ -156,6 +158,8 @@ def execute_run(
         record.predictions = test.predictions.tolist()
         record.references = ctx.test.labels.tolist()
         record.adapter_path = str(adapter_dir.relative_to(ctx.out))
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        staging.rename(adapter_dir)
     record.status = "complete"
     record.finished_at = _now()
     return record
@@ -220,11 +224,11 @@ def refuse_pickles(directory: Path) -> None:
         )
 
 
-def _finish(record: RunRecord, status: str, message: str, phase: str, adapter_dir: Path) -> RunRecord:
+def _finish(record: RunRecord, status: str, message: str, phase: str, staging: Path) -> RunRecord:
     record.status = status
     record.error = f"{message} (during {phase})"
     record.finished_at = _now()
-    shutil.rmtree(adapter_dir, ignore_errors=True)  # a half-saved adapter must not look usable
+    shutil.rmtree(staging, ignore_errors=True)  # a half-saved adapter must not look usable
     return record
 
 

@@ -12,7 +12,9 @@ every final run a second one, so a cluster gets all the parallelism the dependen
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,15 @@ from peftbench.leaderboard import Leaderboard
 from peftbench.methods.base import TaskInfo
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
-from peftbench.records import RunRecord, read_record, record_path, run_key, write_record
+from peftbench.records import (
+    ADAPTERS_DIR,
+    RecordWarning,
+    RunRecord,
+    read_record,
+    record_path,
+    run_key,
+    write_record,
+)
 from peftbench.runner import SweepContext
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import TrainConfig
@@ -221,9 +231,10 @@ def _execute(ctx, specs, executor: Executor, progress: _Progress, config) -> dic
                 records[spec.run_id] = existing
                 progress.report(spec, f"skipped, complete record exists ({path.name})")
         for spec, record in executor.run(ctx, todo):
-            write_record(record, ctx.out)
-            records[spec.run_id] = record
-            progress.report(spec, _summary(record))
+            kept = _settle(ctx, record)
+            records[spec.run_id] = kept
+            note = "" if kept is record else "; the earlier complete record and adapter are kept"
+            progress.report(spec, _summary(record) + note)
     return records
 
 
@@ -298,6 +309,24 @@ def _run_id(ctx: SweepContext, entry: RegisteredMethod, hp: dict, seed: int, sta
     )
     prefix = "" if stage == "final" else f"{stage}-"
     return f"{entry.method.name}-{prefix}seed{seed}-{key}"
+
+
+def _settle(ctx: SweepContext, record: RunRecord) -> RunRecord:
+    """Write ``record``; but a failed rerun (``--force``) of a complete run never erases it."""
+    path = record_path(ctx.out, record.run_id)
+    if record.status != "complete":
+        previous = _complete_record(path) if path.exists() else None
+        if previous is not None:
+            warnings.warn(
+                f"the rerun of {record.run_id} {record.status} ({record.error}); its earlier complete "
+                "record and adapter are kept",
+                RecordWarning,
+                stacklevel=2,
+            )
+            return previous
+        shutil.rmtree(ctx.out / ADAPTERS_DIR / record.run_id, ignore_errors=True)  # never usable
+    write_record(record, ctx.out)
+    return record
 
 
 def _complete_record(path: Path) -> RunRecord | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from conftest import ROOT, keyword_rows
 from fake_plugins import FaultyPlugin
 from peftbench.cli import main
 from peftbench.leaderboard import Leaderboard
+from peftbench.methods.lora import Lora
 from peftbench.plugins import default_plugin_manager
 from peftbench.records import read_records
 from peftbench.runner import refuse_pickles
@@ -249,3 +251,24 @@ def test_sweep_killed_with_sigkill_resumes_to_the_records_of_a_clean_sweep(finis
         assert mine.metrics == pytest.approx(theirs.metrics)
     assert not [p for p in (killed_out / "records").iterdir() if not p.name.endswith(".json")]
     assert ROOT.exists()
+
+
+def test_a_failed_forced_rerun_keeps_the_finished_record_and_adapter(finished, tmp_path, monkeypatch, capsys):
+    data, out = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(out, copy)
+    adapters = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
+    before = snapshot(copy)
+
+    def full_disk(self, model, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Lora, "save", full_disk)
+    args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(copy),
+            "--methods", "lora", "--no-references", "--force", "--quiet"]  # fmt: skip
+    main(args)
+    err = capsys.readouterr().err
+    assert "its earlier complete record and adapter are kept" in err and "No space left on device" in err
+    assert snapshot(copy) == before
+    after = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
+    assert after == adapters  # no staging left behind either
