@@ -107,6 +107,8 @@ def check_seeds(seeds: Iterable[Any]) -> list[int]:
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise PeftbenchError(f"seed {seed!r} is not a non-negative integer")
+        if seed >= 2**32:  # torch, numpy and CUDA generators all take a 32-bit seed
+            raise PeftbenchError(f"seed {seed} is too large: use one below 2**32 (4294967296)")
         checked.append(int(seed))
     if not checked:
         raise PeftbenchError("no seeds given: pass at least one, e.g. --seeds 0")

@@ -85,6 +85,7 @@ CASES = {
     "zero batch size": (["--batch-size", "0"], "training setting batch_size=0 is out of range"),
     "seed not an integer": (["--seeds", "0,one"], "seed 'one' is not an integer"),
     "negative seed": (["--seeds", "-1"], "seed -1 is not a non-negative integer"),
+    "huge seed": (["--seeds", "18446744073709551616"], "seed 18446744073709551616 is too large"),
     "unknown precision": (["--precision", "fp8"], "unknown precision 'fp8'"),
     "GPU that is not there": (["--device", "cuda:3"], "no CUDA GPU is available"),
 }
