@@ -69,6 +69,10 @@ class Leaderboard:
         # The final runs of the sweep that produced this board (None: a folder read as it is).
         self.sweep_run_ids = None if sweep_run_ids is None else list(sweep_run_ids)
         self._final = _latest_per_seed(r for r in self.records if r.stage == "final")
+        self._final_by_key: dict[tuple, list[RunRecord]] = {}
+        for record in self._final:
+            key = (record.model, record.dataset, record.method, config_key(record))
+            self._final_by_key.setdefault(key, []).append(record)
 
     @classmethod
     def from_dir(cls, out: str | Path, sweep_run_ids: Iterable[str] | None = None) -> Leaderboard:
@@ -135,13 +139,11 @@ class Leaderboard:
 
     def _correctness(self, key: tuple) -> np.ndarray | None:
         """Per test example, the share of completed seeds that got it right (None if unknown)."""
-        model, dataset, method, config = key
         rows = [
             np.asarray(r.predictions) == np.asarray(r.references)
-            for r in self._final
-            if (r.model, r.dataset, r.method, config_key(r)) == key and r.status == "complete"
-            and r.predictions and len(r.predictions) == len(r.references)
-        ]  # fmt: skip
+            for r in self._final_by_key.get(key, [])
+            if r.status == "complete" and r.predictions and len(r.predictions) == len(r.references)
+        ]
         if not rows or len({len(row) for row in rows}) != 1:
             return None
         return np.mean(rows, axis=0)
@@ -210,15 +212,13 @@ def config_key(record: RunRecord) -> str:
     """What tells two configurations of one method apart: hyper-parameters, training settings,
     the data (its fingerprint) and the code (method source, peftbench version) — runs that differ
     in any of these are never averaged together."""
-    packages = record.environment.get("packages") if isinstance(record.environment, dict) else None
-    version = packages.get("peftbench") if isinstance(packages, dict) else None
     return run_key(
         {
             "hp": record.hyperparameters,
             "train": record.train_config,
             "data": record.dataset_fingerprint,
             "source": record.method_source,
-            "peftbench": version,
+            "peftbench": record.peftbench_version,
         }
     )
 

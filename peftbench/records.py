@@ -59,6 +59,13 @@ class RunRecord:
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def peftbench_version(self) -> str | None:
+        """The peftbench version that wrote this record (from its environment), if it says."""
+        packages = self.environment.get("packages") if isinstance(self.environment, dict) else None
+        version = packages.get("peftbench") if isinstance(packages, dict) else None
+        return str(version) if version else None
+
     def to_json(self) -> str:
         return json.dumps(_finite(dataclasses.asdict(self)), indent=1, sort_keys=True)
 

@@ -111,9 +111,13 @@ KNOWN_ISSUES = {
 
 def known_issues(records: list[RunRecord]) -> str:
     """The known issues of the peftbench versions that wrote ``records``, or ``none known``."""
-    versions = _distinct(str((r.environment.get("packages") or {}).get("peftbench") or "") for r in records)
-    found = [f"{KNOWN_ISSUES[v]}." for v in versions if v in KNOWN_ISSUES]
+    found = [f"{KNOWN_ISSUES[version]}." for version in flawed_versions(records)]
     return "<br>".join(html_text(line) for line in found) or "none known"
+
+
+def flawed_versions(records: list[RunRecord]) -> list[str]:
+    """The peftbench versions among the records' writers that have known issues."""
+    return [v for v in _distinct(r.peftbench_version or "" for r in records) if v in KNOWN_ISSUES]
 
 
 def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str, str]]:
@@ -140,7 +144,6 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
 def summary_line(final: list[RunRecord], every: list[RunRecord]) -> str:
     """Model, dataset, hardware and date in one escaped line (for the leaderboard index)."""
     machine = "; ".join(_distinct(hardware(r.environment) for r in every)) or "hardware not recorded"
-    versions = _distinct(str((r.environment.get("packages") or {}).get("peftbench") or "") for r in every)
-    flawed = [version for version in versions if version in KNOWN_ISSUES]
+    flawed = flawed_versions(every)
     caveat = f"; written by peftbench {', '.join(flawed)}: see its known issues" if flawed else ""
     return html_text(f"{machine}; {dates(every)}; {len(final)} test runs{caveat}")
