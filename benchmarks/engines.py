@@ -29,7 +29,8 @@ from peftbench.methods.base import TaskInfo
 from peftbench.models import load_model, load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
 from peftbench.precision import apply_precision, enable_tf32, resolve_precision
-from peftbench.train import TrainConfig, train
+from peftbench.settings import TrainConfig
+from peftbench.train import train
 
 
 @dataclass
@@ -110,18 +111,12 @@ def run_peftbench(data: BenchData) -> BenchResult:
     setup = data.setup
     precision = resolve_precision(setup.precision, data.device)
     model = apply_precision(data.fresh_prepared_model(), precision).to(data.device)
-    config = TrainConfig(epochs=setup.epochs, batch_size=setup.batch_size, max_length=setup.max_length)
+    config = TrainConfig(
+        epochs=setup.epochs, batch_size=setup.batch_size, max_length=setup.max_length, precision=precision
+    )
     reset_peak_memory(data.device)
     stats = train(
-        model,
-        data.train,
-        data.hp,
-        config,
-        setup.seed,
-        data.device,
-        data.tokenizer.pad_token_id,
-        precision,
-        False,
+        model, data.train, data.hp, config, setup.seed, data.device, data.tokenizer.pad_token_id, False
     )
     return data.result(f"peftbench ({precision})", stats.seconds, model, data.accuracy(model, precision))
 

@@ -1,33 +1,43 @@
 """peftbench: which parameter-efficient fine-tuning method should I use, and what does it cost?
 
 The public API: ``run`` a sweep, read a ``Leaderboard``, and write method plugins with
-``hookimpl``, ``Method`` and ``PeftMethod``.
+``hookimpl``, ``Method``, ``PeftMethod`` and ``TrainingHyperparameters``.
 """
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
-from peftbench.api import run  # noqa: E402
-from peftbench.errors import PeftbenchError, UnknownNameError  # noqa: E402
-from peftbench.hookspecs import hookimpl  # noqa: E402
-from peftbench.leaderboard import Leaderboard  # noqa: E402
-from peftbench.methods.base import Method, PeftMethod, TaskInfo  # noqa: E402
-from peftbench.plugins import collect_methods  # noqa: E402
-from peftbench.records import RunRecord, read_records  # noqa: E402
-from peftbench.train import TrainConfig  # noqa: E402
+from peftbench.api import run
+from peftbench.errors import PeftbenchError, UnknownNameError
+from peftbench.hookspecs import hookimpl
+from peftbench.leaderboard import Leaderboard
+from peftbench.methods.base import Method, PeftMethod, TaskInfo
+from peftbench.methods.hyperparameters import (
+    Hyperparameters,
+    ModuleNames,
+    TrainingHyperparameters,
+    learning_rate_field,
+)
+from peftbench.plugins import collect_methods
+from peftbench.records import RunRecord, read_records
+from peftbench.settings import SweepConfig, TrainConfig
+from peftbench.version import __version__  # noqa: F401  (peftbench.__version__)
 
 __all__ = [
+    "Hyperparameters",
     "Leaderboard",
     "Method",
+    "ModuleNames",
     "PeftMethod",
     "PeftbenchError",
     "RunRecord",
+    "SweepConfig",
     "TaskInfo",
     "TrainConfig",
+    "TrainingHyperparameters",
     "UnknownNameError",
     "collect_methods",
     "hookimpl",
+    "learning_rate_field",
     "read_records",
     "run",
 ]

@@ -1,5 +1,7 @@
 """``peftbench run | methods | leaderboard | docs``: the command line, a thin layer over the API.
 
+``run``'s options are derived from the settings (``peftbench.settings``): each is
+``--its-name`` with the setting's help and default, so a new setting needs no change here.
 A ``PeftbenchError`` (anything the user can fix) is printed as one line and exits 2; a sweep in
 which some runs failed exits 1 after writing every record it could.
 """
@@ -10,12 +12,18 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
+
+from pydantic.fields import FieldInfo
 
 from peftbench.errors import PeftbenchError
+from peftbench.formatting import hp_text, value
+from peftbench.settings import SweepConfig, setting_fields
+from peftbench.validation import range_text, type_name
 
 EXIT_SOME_RUNS_FAILED = 1
 EXIT_USAGE = 2
-DEFAULT_METHODS = "lora"
+PARSE_TYPES = {"int": int, "float": float}  # the rest reaches the settings as text, which they parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,41 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("methods", help="list the registered methods")
+    commands.add_parser("methods", help="list the registered methods and their hyper-parameters")
 
     run = commands.add_parser("run", help="fine-tune with each method and seed, write records")
-    run.add_argument(
-        "--model", default="gpt2", help="Hub id, local folder or alias (minilm, tiny-gpt2, gpt2-random)"
-    )
-    run.add_argument("--dataset", default="rotten_tomatoes", help="Hub id, mirror name, folder or file")
-    run.add_argument("--dataset-config", default=None, help="dataset configuration, e.g. sst2 for glue")
-    run.add_argument(
-        "--methods", default=DEFAULT_METHODS, help="comma-separated method names (default: lora)"
-    )
-    run.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")
-    run.add_argument("--num-seeds", type=int, default=None, help="use seeds 0..N-1 instead of --seeds")
-    run.add_argument("--tune", action="store_true",
-                     help="pick hyper-parameters on validation, then test every seed")  # fmt: skip
-    run.add_argument("--epochs", type=float, default=1.0)
-    run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--max-length", type=int, default=128, help="tokens per example after truncation")
-    run.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps (smoke runs)")
-    run.add_argument("--hp", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                     help="hyper-parameter override, repeatable, e.g. --hp lora.r=16")  # fmt: skip
-    run.add_argument("--text-column", default=None)
-    run.add_argument("--label-column", default=None)
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
-    run.add_argument("--precision", default="auto", help="auto (bf16 where the hardware has it), bf16, fp32")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs, long runs)")
-    run.add_argument("--out", default="runs", help="results folder (records/ and adapters/)")
-    run.add_argument("--force", action="store_true", help="rerun runs that already have a complete record")
-    run.add_argument("--no-references", action="store_true", help="skip the baseline and majority rows")
-    run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
-    run.add_argument("--executor", default="local",
-                     help="local (this process, default) or ray (a Ray task per run)")  # fmt: skip
-    run.add_argument("--ray-address", default=None,
-                     help="Ray cluster to join (default: $RAY_ADDRESS, else start one)")  # fmt: skip
+    for name, field in setting_fields().items():
+        _add_setting(run, name, field)
 
     board = commands.add_parser("leaderboard", help="print the leaderboard of a results folder")
     board.add_argument("out", nargs="?", default="runs")
@@ -68,6 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--records", default="leaderboard/records", help="run records, in any sub-folder")
     docs.add_argument("--site", default="docs", help="the mkdocs docs folder to write into")
     return parser
+
+
+def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
+    """``--name VALUE`` (or the flag the setting names) with the setting's help and default."""
+    cli = (field.json_schema_extra or {}).get("cli", {})
+    flag = cli.get("flag") or "--" + name.replace("_", "-")
+    default = field.get_default(call_default_factory=True)
+    options: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+    if type_name(field) == "bool":
+        options["action"] = "store_false" if default else "store_true"
+        help_text = field.description
+    else:
+        options["type"] = PARSE_TYPES.get(type_name(field), str)
+        options["metavar"] = cli.get("metavar") or name.upper()
+        if cli.get("repeat"):
+            options["action"] = "append"
+        limits = range_text(field)
+        shown = (
+            value(list(default) if isinstance(default, tuple) else default)
+            if default not in ({}, None)
+            else ""
+        )
+        extras = ", ".join(part for part in (f"default: {shown}" if shown else "", limits) if part)
+        help_text = f"{field.description} ({extras})" if extras else field.description
+    parser.add_argument(flag, help=help_text.replace("%", "%%"), **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,57 +104,34 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _methods(args: argparse.Namespace) -> int:
+    from peftbench.methods.hyperparameters import declared
     from peftbench.plugins import collect_methods
 
+    default_methods = SweepConfig.model_fields["methods"].default
     for entry in collect_methods().entries():
         method = entry.method
-        role = (
-            ""
-            if method.role == "method"
-            else f" [{method.role}{', always run' if method.always_run else ''}]"
-        )
-        default = " (default)" if method.name in DEFAULT_METHODS.split(",") else ""
+        always = ", always run" if method.always_run else ""
+        role = "" if method.role == "method" else f" [{method.role}{always}]"
+        default = " (default)" if method.name in default_methods else ""
         print(f"{method.name}{default}{role}  ({entry.source})")
         print(f"    {method.description}")
-        if method.trains or method.defaults:
-            print(f"    defaults: {_format_defaults(method.hyperparameters())}")
+        rows = declared(method.hyperparameter_model())
+        if rows:
+            print(f"    defaults: {hp_text({row.name: row.default for row in rows})}")
+            width = max(len(row.name) for row in rows)
+            for row in rows:
+                detail = ", ".join(part for part in (row.type, row.range) if part)
+                print(f"      {row.name:<{width}}  {row.help or '(no help given)'} ({detail})")
         if method.tuning_grid():
-            print(f"    --tune tries: {_format_defaults(method.tuning_grid())}")
+            print(f"    --tune tries: {hp_text(method.tuning_grid())}")
     return 0
-
-
-def _format_defaults(values: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in values.items())
 
 
 def _run(args: argparse.Namespace) -> int:
     from peftbench.api import run
 
-    board = run(
-        model=args.model,
-        dataset=args.dataset,
-        methods=args.methods,
-        out=args.out,
-        seeds=_parse_seeds(args.seeds) if args.num_seeds is None else _count_seeds(args.num_seeds),
-        tune=args.tune,
-        epochs=args.epochs,
-        hp=args.hp,
-        dataset_config=args.dataset_config,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        max_steps=args.max_steps,
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        force=args.force,
-        references=not args.no_references,
-        trust_remote_code=args.trust_remote_code,
-        progress=not args.quiet,
-        executor=args.executor,
-        ray_address=args.ray_address,
-    )
+    settings = {name: given for name, given in vars(args).items() if name != "command"}
+    board = run(**settings)
     print(board.to_markdown())
     failed = board.incomplete_runs()
     if failed:
@@ -163,22 +143,6 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_SOME_RUNS_FAILED
     return 0
-
-
-def _parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        try:
-            seeds.append(int(part.strip()))
-        except ValueError:
-            raise PeftbenchError(f"seed '{part.strip()}' is not an integer: write --seeds 0,1,2") from None
-    return seeds
-
-
-def _count_seeds(count: int) -> list[int]:
-    if count < 1:
-        raise PeftbenchError(f"--num-seeds {count}: give at least 1")
-    return list(range(count))
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -194,7 +158,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _docs(args: argparse.Namespace) -> int:
-    from peftbench.site import build_site
+    from peftbench.docgen import build_site
 
     built = build_site(args.records, args.site)
     print(

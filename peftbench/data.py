@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ SPLIT_ALIASES = {
     "test": "test",
 }
 FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+TEXT_FILES = (".csv", ".tsv", ".json", ".jsonl")
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def load_splits(spec: DatasetSpec) -> LabelledSplits:
     notes = _complete_splits(texts, spec)
     for name, split in texts.items():
         _check_split(name, split, len(label_names), spec.name)
+    _check_classes(texts["train"], label_names, spec.name)
     return LabelledSplits(
         texts["train"],
         texts["validation"],
@@ -194,17 +197,60 @@ def _refuse_empty_files(folder: Path) -> None:
 _EMPTY_SPLIT = re.compile(r'Instruction "(\w+)" corresponds to no data')
 
 
-def _guarded(load, where) -> datasets.DatasetDict:
+def _guarded(load, where: Path) -> datasets.DatasetDict:
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its log line would repeat ours
     try:
         return load()
     except Exception as error:
         empty = _EMPTY_SPLIT.search(str(error))
         if empty:
             raise PeftbenchError(f"dataset at '{where}': the {empty.group(1)} split is empty") from error
-        first_line = (str(error).splitlines() or [""])[0]
         raise PeftbenchError(
-            f"could not read dataset at '{where}': {type(error).__name__}: {first_line}"
+            f"could not read dataset at '{where}': {_why_unreadable(error, where)}"
         ) from error
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+
+
+def _why_unreadable(error: Exception, where: Path) -> str:
+    """What is wrong with the file, said precisely: the bytes that are not UTF-8 (line and
+    column), the line that is not JSON; else the innermost cause ``datasets`` wrapped."""
+    files = [where] if where.is_file() else sorted(where.rglob("*"))
+    for file in files:
+        if file.is_file() and file.suffix.lower() in TEXT_FILES:
+            found = _text_problem(file)
+            if found:
+                return found
+    causes = [error]
+    while causes[-1].__cause__ or causes[-1].__context__:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)
+    # datasets wraps the real error ("An error occurred while generating the dataset"): skip that.
+    cause = next((c for c in causes if not type(c).__name__.startswith("DatasetGeneration")), causes[-1])
+    return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
+
+
+def _text_problem(file: Path) -> str | None:
+    """The first line of a text data file that is not UTF-8 (or not JSON, for .jsonl/.json lines)."""
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        column = bad.start - (data.rfind(b"\n", 0, bad.start) + 1) + 1
+        return (
+            f"{file.name} is not UTF-8 text: byte 0x{data[bad.start]:02x} at line {line}, column {column}; "
+            "save the file as UTF-8"
+        )
+    if file.suffix.lower() not in (".jsonl", ".json") or text.lstrip().startswith("["):
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as bad:
+                return f"{file.name} line {number} is not valid JSON ({bad.msg} at column {bad.colno})"
+    return None
 
 
 def _load_hub(spec: DatasetSpec) -> datasets.DatasetDict:
@@ -277,6 +323,17 @@ def _carve(split: TextSplit, fraction: float, seed: int) -> tuple[TextSplit, Tex
     held, kept = np.sort(order[:size]), np.sort(order[size:])
     pick = lambda idx: TextSplit([split.texts[i] for i in idx], split.labels[idx])  # noqa: E731
     return pick(kept), pick(held)
+
+
+def _check_classes(train: TextSplit, label_names: tuple[str, ...], dataset: str) -> None:
+    """A classifier needs two classes to tell apart; with one, every method "wins" by default."""
+    present = np.unique(train.labels)
+    if len(present) < 2:
+        only = label_names[int(present[0])] if len(present) else "none"
+        raise PeftbenchError(
+            f"dataset '{dataset}': the train split has only one class ({only!r}); a classifier needs "
+            "at least two: check the label column (--label-column) or the data"
+        )
 
 
 def _check_split(name: str, split: TextSplit, num_labels: int, dataset: str) -> None:

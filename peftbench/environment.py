@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from peftbench.errors import PeftbenchError
+from peftbench.version import __version__
 
-PACKAGES = ("peftbench", "torch", "transformers", "peft", "datasets", "evaluate", "pluggy", "numpy")
+PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "pluggy", "numpy")
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -41,7 +42,7 @@ def cpu_model() -> str | None:
 
 
 def describe_environment(device: torch.device) -> dict[str, Any]:
-    versions = {}
+    versions = {"peftbench": __version__}  # the running code's, even in an editable install
     for package in PACKAGES:
         try:
             versions[package] = version(package)

@@ -8,6 +8,7 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("peftbench")
 hookimpl = pluggy.HookimplMarker("peftbench")
+"""Marks a plugin's implementation of a hook: ``@hookimpl def register_methods(register): ...``."""
 
 
 @hookspec

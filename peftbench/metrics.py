@@ -12,7 +12,7 @@ import numpy as np
 
 
 class ClassificationMetrics(evaluate.Metric):
-    """Accuracy and macro-F1 (unweighted mean of per-class F1 over all ``num_labels`` classes)."""
+    """Accuracy and macro-F1 (see ``classification_scores`` for which classes macro-F1 averages)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -31,7 +31,11 @@ class ClassificationMetrics(evaluate.Metric):
 def classification_scores(
     predictions: np.ndarray, references: np.ndarray, num_labels: int | None = None
 ) -> dict[str, float]:
-    """Accuracy and macro-F1; a class never predicted nor present scores F1 = 0 only if present."""
+    """Accuracy and macro-F1: the unweighted mean of per-class F1 over the classes that occur in
+    the labels or the predictions (as scikit-learn's ``f1_score(average="macro")`` does). A class
+    in the labels that is never predicted scores F1 = 0; a class absent from both says nothing
+    about this split and is left out, so a small test split missing a rare class is not scored
+    down for it."""
     if num_labels is None:
         num_labels = int(max(predictions.max(initial=0), references.max(initial=0))) + 1
     accuracy = float((predictions == references).mean()) if len(references) else float("nan")

@@ -141,6 +141,16 @@ def load_model(
     return model
 
 
+def position_limit(model: nn.Module) -> int | None:
+    """How many token positions the model has (GPT-2: ``n_positions``; BERT, Llama:
+    ``max_position_embeddings``); ``None`` where its config declares no limit."""
+    for key in ("n_positions", "max_position_embeddings"):
+        limit = getattr(model.config, key, None)
+        if isinstance(limit, int) and limit > 0:
+            return limit
+    return None
+
+
 def classification_head(model: nn.Module) -> nn.Module:
     for name in HEAD_NAMES:
         head = getattr(model, name, None)

@@ -13,6 +13,7 @@ import math
 import reprlib
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,13 @@ class RunRecord:
         version = packages.get("peftbench") if isinstance(packages, dict) else None
         return str(version) if version else None
 
+    def fail(self, status: str, message: str, phase: str) -> RunRecord:
+        """Mark the run ``failed`` or ``diverged`` with what went wrong and in which phase."""
+        self.status = status
+        self.error = f"{message} (during {phase})"
+        self.finished_at = now()
+        return self
+
     def to_json(self) -> str:
         return json.dumps(_finite(dataclasses.asdict(self)), indent=1, sort_keys=True)
 
@@ -93,6 +101,11 @@ class RunRecord:
         if record.status not in STATUSES:
             raise ValueError(f"unknown status {record.status!r}")
         return record
+
+
+def now() -> str:
+    """The time stamp records use: UTC, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_key(parts: dict[str, Any]) -> str:
@@ -126,17 +139,25 @@ def read_record(path: Path) -> RunRecord:
     return RunRecord.from_dict(data)
 
 
-def read_records(out: Path) -> list[RunRecord]:
-    """Every valid record under ``out`` (or ``out/records``); bad files are warned about by path."""
-    out = Path(out)
-    folder = out / RECORDS_DIR if (out / RECORDS_DIR).is_dir() else out
-    records = []
-    for path in sorted(folder.glob("*.json")):
+def read_records(folder: str | Path) -> list[RunRecord]:
+    """Every valid record under ``folder``: a run's ``--out`` (its ``records/``), or a tree of them
+    in any sub-folders (``leaderboard/records/<model>-<dataset>/``), skipping adapter folders and
+    hidden files. A run id seen twice counts once; bad files are warned about by path, skipped."""
+    folder = Path(folder)
+    if (folder / RECORDS_DIR).is_dir():
+        folder = folder / RECORDS_DIR
+    records: dict[str, RunRecord] = {}
+    for path in sorted(folder.rglob("*.json")):
+        relative = path.relative_to(folder).parts
+        if ADAPTERS_DIR in relative[:-1] or any(part.startswith(".") for part in relative):
+            continue
         try:
-            records.append(read_record(path))
+            record = read_record(path)
         except (OSError, ValueError, TypeError) as error:
             warnings.warn(f"skipped record {path}: {error}", RecordWarning, stacklevel=2)
-    return records
+            continue
+        records.setdefault(record.run_id, record)
+    return list(records.values())
 
 
 def _finite(value: Any) -> Any:

@@ -8,7 +8,6 @@ at log intervals, so a GPU never waits on the host between steps.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,56 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from peftbench.batching import TokenizedSplit, collate, train_batches
-from peftbench.errors import PeftbenchError
-from peftbench.precision import PRECISIONS, autocast
-
-#: More epochs than this is a typo (``--epochs 1e9`` would plan a billion epochs of batches).
-MAX_EPOCHS = 1000
-
-
-@dataclass
-class TrainConfig:
-    """Sweep-wide training settings; per-method ones (learning rate, ...) are hyper-parameters."""
-
-    epochs: float = 1.0
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    max_length: int = 128
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None  # cap for smoke runs; ``None`` trains the full epochs
-    log_every: int = 10
-    precision: str = "auto"  # "auto" (bf16 where the hardware has it), "bf16" or "fp32"
-    compile: bool = False  # torch.compile the model (pays off on GPUs for long runs)
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise PeftbenchError(f"unknown precision '{self.precision}': use one of {', '.join(PRECISIONS)}")
-        if not isinstance(self.compile, bool):
-            raise PeftbenchError(f"training setting compile={self.compile!r} must be true or false")
-        # name -> (integer?, allowed?, what to use instead); bool is no number here
-        checks = {
-            "epochs": (
-                False,
-                lambda v: 0 < v <= MAX_EPOCHS,
-                f"use a number above 0 and at most {MAX_EPOCHS}",
-            ),
-            "batch_size": (True, lambda v: v >= 1, "use at least 1"),
-            "eval_batch_size": (True, lambda v: v >= 1, "use at least 1"),
-            "max_length": (True, lambda v: v >= 2, "use at least 2 tokens"),
-            "max_grad_norm": (False, lambda v: v > 0, "use a number above 0"),
-            "max_steps": (True, lambda v: v >= 1, "use at least 1, or none for the full epochs"),
-            "log_every": (True, lambda v: v >= 1, "use at least 1"),
-        }
-        for name, (integer, allowed, hint) in checks.items():
-            value = getattr(self, name)
-            if name == "max_steps" and value is None:
-                continue
-            if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise PeftbenchError(f"training setting {name}={value!r} must be a whole number: {hint}")
-            if not integer and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-                raise PeftbenchError(f"training setting {name}={value!r} must be a number: {hint}")
-            if not math.isfinite(value) or not allowed(value):
-                raise PeftbenchError(f"training setting {name}={value!r} is out of range: {hint}")
+from peftbench.precision import autocast
+from peftbench.settings import TrainConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -119,10 +70,12 @@ def train(
     seed: int,
     device: torch.device,
     pad_id: int,
-    precision: str = "fp32",
     progress: bool = True,
 ) -> TrainStats:
-    """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable."""
+    """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
+
+    ``config.precision`` must be resolved (``fp32`` or ``bf16``, see ``resolve_precision``).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats()
     if not params:
@@ -143,7 +96,7 @@ def train(
     for step, indices in enumerate(bar, start=1):
         batch = to_device(collate(split, indices, pad_id), device)
         labels = batch.pop("labels")
-        with autocast(device, precision):
+        with autocast(device, config.precision):
             logits = forward(**batch).logits
         loss = F.cross_entropy(logits.float(), labels)
         loss.backward()

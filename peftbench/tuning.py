@@ -46,20 +46,3 @@ def select_configuration(tried: list[RunRecord], grid: dict[str, list[Any]]) -> 
         return {"chosen": {}, "candidates": rows, "note": "no tuning run completed; defaults used"}
     best = max(usable, key=lambda row: (row["validation_accuracy"], -(row["validation_loss"] or 0.0)))
     return {"chosen": dict(best["hyperparameters"]), "candidates": rows}
-
-
-def edge_keys(tuning: dict[str, Any] | None) -> list[str]:
-    """Keys whose chosen value is the smallest or largest value tried: the optimum may lie beyond."""
-    if not tuning or not tuning.get("chosen"):
-        return []
-    edges = []
-    for key, chosen in tuning["chosen"].items():
-        tried = {
-            row["hyperparameters"].get(key)
-            for row in tuning.get("candidates", [])
-            if isinstance(row.get("hyperparameters"), dict)
-        }
-        numbers = sorted(v for v in tried if isinstance(v, int | float) and not isinstance(v, bool))
-        if len(numbers) > 1 and chosen in (numbers[0], numbers[-1]):
-            edges.append(key)
-    return edges

@@ -1,11 +1,17 @@
-"""Shared fixtures: the offline mirror, tiny datasets written on the fly, a fake plugin helper."""
+"""Shared fixtures: the offline mirror, tiny datasets written on the fly, fake plugins registered
+(and unregistered) in one place, and one finished sweep that tests may read but never change."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,14 +53,102 @@ def mirror_path() -> Path:
     return mirror()
 
 
+def keyword_folder(
+    folder: Path,
+    train: int = 256,
+    validation: int = 64,
+    test: int = 64,
+    labels: tuple[str, ...] = ("bad", "good"),
+    scramble_test: bool = False,
+) -> Path:
+    """A parquet folder of the keyword task's splits (seeds 0, 1, 2); ``scramble_test`` shuffles
+    the test labels, so a result that depends on them shows it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count, seed in (("train", train, 0), ("validation", validation, 1), ("test", test, 2)):
+        frame = pd.DataFrame(keyword_rows(count, seed, labels))
+        if split == "test" and scramble_test:
+            frame["label"] = np.random.default_rng(5).permutation(frame["label"].to_numpy())
+        frame.to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
 @pytest.fixture
 def keyword_dataset(tmp_path: Path) -> Path:
     """A local parquet folder with train/validation/test splits of the keyword task."""
-    folder = tmp_path / "keywords"
-    folder.mkdir()
-    for split, count, seed in (("train", 256, 0), ("validation", 64, 1), ("test", 64, 2)):
-        pd.DataFrame(keyword_rows(count, seed)).to_parquet(folder / f"{split}.parquet")
-    return folder
+    return keyword_folder(tmp_path / "keywords")
+
+
+@contextlib.contextmanager
+def registered(plugin: object, source: str = "peftbench-test 0.0", name: str | None = None) -> Iterator:
+    """``plugin`` registered on the process-wide plugin manager, as an installed entry point would
+    be, and unregistered (with its source) afterwards, whatever happens inside."""
+    from peftbench.plugins import default_plugin_manager
+
+    manager = default_plugin_manager()
+    name = name or type(plugin).__name__
+    manager.register_plugin(plugin, name=name, source=source)
+    try:
+        yield manager
+    finally:
+        manager.unregister(name=name)
+        manager.sources.pop(name, None)
+
+
+@pytest.fixture
+def register_plugin():
+    """Register fake plugins for one test: ``register_plugin(Plugin(), source=...)``; all of them
+    are unregistered when the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda plugin, source="peftbench-test 0.0", name=None: stack.enter_context(
+            registered(plugin, source, name)
+        )
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory) -> tuple[Path, Path]:
+    """(data, results folder) of one finished tiny sweep; copy it before changing anything."""
+    root = tmp_path_factory.mktemp("finished")
+    data = keyword_folder(root / "data", train=96, validation=32, test=32)
+    out = root / "runs"
+    args = [
+        "run",
+        "--model",
+        "tiny-gpt2",
+        "--dataset",
+        str(data),
+        "--max-steps",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    return data, out
+
+
+def record(method: str, seed: int, accuracy: float, status="complete", role="method", **extra):
+    """A run record as a sweep writes it, without training (model "m", dataset "d")."""
+    from peftbench.records import RunRecord
+
+    return RunRecord(
+        run_id=f"{method}-seed{seed}",
+        status=status,
+        model="m",
+        dataset="d",
+        method=method,
+        seed=seed,
+        role=role,
+        metrics={} if status != "complete" else {"accuracy": accuracy, "macro_f1": accuracy, "loss": 0.5},
+        costs={"trainable_params": 10, "total_params": 1000, "trainable_percent": 1.0, "train_seconds": 2.0},
+        reload={"predictions_identical": True},
+        **extra,
+    )
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every record file of a results folder, by name, as bytes."""
+    return {p.name: p.read_bytes() for p in sorted((out / "records").glob("*.json"))}
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,9 +156,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600):
     """Run the installed CLI in a fresh interpreter, as a user would."""
-    import subprocess
-    import sys
-
     return subprocess.run(
         [sys.executable, "-m", "peftbench.cli", *args],
         capture_output=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from peftbench import Method, hookimpl
+from peftbench import Method, PeftbenchError, hookimpl
 from peftbench.models import classification_head
 
 
@@ -46,12 +46,48 @@ class DuplicateLoraPlugin:
         register(Lora())
 
 
-class BadNamePlugin:
+def probe(name: str) -> HeadProbe:
+    """A head probe registered under another name (a valid one, or not)."""
+    method = HeadProbe()
+    method.name = name
+    return method
+
+
+class ProbePlugin:
+    """Registers a head probe under each of the given names."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
     @hookimpl
     def register_methods(self, register):
-        probe = HeadProbe()
-        probe.name = "Head-Probe"
-        register(probe)
+        for name in self.names:
+            register(probe(name))
+
+
+class BadNamePlugin(ProbePlugin):
+    def __init__(self) -> None:
+        super().__init__("Head-Probe")
+
+
+class NeedsPackagePlugin:
+    """A plugin whose own hook code refuses with a PeftbenchError (after registering one method)."""
+
+    @hookimpl
+    def register_methods(self, register):
+        register(probe("half_registered"))
+        raise PeftbenchError("peftbench-needs-x needs package x: pip install x")
+
+
+class SwallowingPlugin:
+    """Catches the registry's refusal and raises its own error instead: still a refusal."""
+
+    @hookimpl
+    def register_methods(self, register):
+        try:
+            register(probe("lora"))
+        except Exception as error:
+            raise RuntimeError("wrapped") from error
 
 
 class RaisingPlugin:

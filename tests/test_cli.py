@@ -1,10 +1,15 @@
+"""The command line: what it lists, and bad input refused in one line (exit 2) with nothing lost."""
+
+from __future__ import annotations
+
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import keyword_rows
+from conftest import keyword_rows, snapshot
 from peftbench.cli import main
 
 
@@ -70,3 +75,122 @@ def test_run_then_leaderboard_in_a_subprocess(tmp_path):
 def test_leaderboard_of_a_missing_folder(capsys, tmp_path):
     assert main(["leaderboard", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def bad_folder(tmp_path: Path, **frames) -> Path:
+    """A dataset folder whose splits are the keyword task unless replaced by ``frames``."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for split, count, seed in (("train", 40, 0), ("validation", 16, 1), ("test", 16, 2)):
+        frame = frames.get(split, pd.DataFrame(keyword_rows(count, seed)))
+        frame.to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
+CASES = {
+    "unknown method": (["--methods", "lora,lorra"], "unknown method 'lorra'; known methods:"),
+    "unknown Hub model": (
+        ["--model", "no-such-org/no-such-model"],
+        "could not load tokenizer 'no-such-org/no-such",
+    ),
+    "missing model path": (["--model", "./missing/model"], "model path './missing/model' does not exist"),
+    "unknown Hub dataset": (
+        ["--dataset", "no_such_dataset_xyz"],
+        "could not load dataset 'no_such_dataset_xyz'",
+    ),
+    "missing dataset path": (["--dataset", "./missing.csv"], "dataset path './missing.csv' does not exist"),
+    "missing text column": (["--text-column", "body"], "no text column 'body'; columns found: text, label"),
+    "missing label column": (
+        ["--label-column", "stars"],
+        "no label column 'stars'; columns found: text, label",
+    ),
+    "unknown hyper-parameter": (["--hp", "lora.rank=4"], "method 'lora' has no hyper-parameter 'rank'"),
+    "wrong type": (["--hp", "lora.r=big"], "hyper-parameter 'r' must be int, got 'big'"),
+    "r=0": (["--hp", "lora.r=0"], "hyper-parameter 'r'=0 is out of range [1, inf]"),
+    "negative learning rate": (
+        ["--hp", "lora.learning_rate=-0.001"],
+        "'learning_rate'=-0.001 is out of range",
+    ),
+    "dropout above 1": (["--hp", "lora.lora_dropout=2"], "'lora_dropout'=2.0 is out of range"),
+    "hp for a method not run": (
+        ["--hp", "ia3.learning_rate=0.1"],
+        "given for 'ia3', which is not in --methods",
+    ),
+    "malformed override": (["--hp", "r=16"], "bad hyper-parameter override 'r=16': write METHOD.KEY=VALUE"),
+    "zero epochs": (["--epochs", "0"], "training setting epochs=0.0 is out of range"),
+    "zero batch size": (["--batch-size", "0"], "training setting batch_size=0 is out of range"),
+    "seed not an integer": (["--seeds", "0,one"], "seed 'one' is not an integer"),
+    "negative seed": (["--seeds", "-1"], "seed -1 is not a non-negative integer"),
+    "huge seed": (["--seeds", "18446744073709551616"], "seed 18446744073709551616 is too large"),
+    "unknown precision": (["--precision", "fp8"], "unknown precision 'fp8'"),
+    "GPU that is not there": (["--device", "cuda:3"], "no CUDA GPU is available"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_in_one_line_and_keeps_finished_records(finished_sweep, capsys, case):
+    data, out = finished_sweep
+    before = snapshot(out)
+    argv, words = CASES[case]
+    args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--out", str(out), "--quiet", *argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert err.startswith("peftbench: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert snapshot(out) == before
+
+
+DATA_CASES = {
+    "label outside the classes": (
+        {"test": pd.DataFrame({"text": ["a good", "b bad"], "label": [1, 7]})},
+        "the test split has 1 labels outside 0..1 (first: 7)",
+    ),
+    "empty split": ({"validation": pd.DataFrame({"text": [], "label": []})}, "the validation split is empty"),
+    "no train split": ({"training": None}, "has no train split"),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_datasets_are_refused(finished_sweep, tmp_path, capsys, case):
+    _, out = finished_sweep
+    frames, words = DATA_CASES[case]
+    if "training" in frames:
+        folder = tmp_path / "bad"
+        folder.mkdir()
+        pd.DataFrame(keyword_rows(8, 0)).to_parquet(folder / "other.parquet")
+        (folder / "other.parquet").rename(folder / "dev.parquet")
+    else:
+        folder = bad_folder(tmp_path, **frames)
+    before = snapshot(out)
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(folder), "--out", str(out), "--quiet"]) == 2
+    assert words in capsys.readouterr().err
+    assert snapshot(out) == before
+
+
+def test_a_tokenizer_without_vocabulary_files_is_refused(finished_sweep, tmp_path, monkeypatch, capsys):
+    """transformers quietly builds an empty tokenizer from a folder without vocabulary files."""
+    data, out = finished_sweep
+    (tmp_path / "mirror" / "tokenizers" / "gpt2").mkdir(parents=True)
+    monkeypatch.setenv("PEFTBENCH_MIRROR", str(tmp_path / "mirror"))
+    before = snapshot(out)
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(data), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer" in err and "has no vocabulary" in err and "PEFTBENCH_MIRROR" in err, err
+    assert snapshot(out) == before
+
+
+def test_unreadable_files_and_bad_output_paths(tmp_path, capsys):
+    weird = tmp_path / "data.xlsx"
+    weird.write_bytes(b"\x00\x01binary")
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(weird), "--out", str(tmp_path / "r")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    garbage = tmp_path / "data.parquet"
+    garbage.write_bytes(b"not a parquet file at all")
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(garbage), "--out", str(tmp_path / "r")]) == 2
+    assert "could not read dataset" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--model", "tiny-gpt2", "--out", str(blocker)]) == 2
+    assert "output path" in capsys.readouterr().err
+    assert main(["run", "--model", "tiny-gpt2", "--out", str(blocker / "below")]) == 2
+    assert "is not writable" in capsys.readouterr().err

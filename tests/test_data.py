@@ -75,3 +75,50 @@ def test_labels_outside_the_class_range_are_refused(keyword_dataset):
 def test_missing_local_path_is_a_clear_error(tmp_path):
     with pytest.raises(PeftbenchError, match="does not exist"):
         load_splits(DatasetSpec(str(tmp_path / "nope.csv")))
+
+
+def test_a_train_split_with_one_class_is_refused(tmp_path):
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(40)], "label": ["pos"] * 40}).to_csv(path, index=False)
+    with pytest.raises(PeftbenchError) as error:
+        load_splits(DatasetSpec(str(path)))
+    assert str(error.value) == (
+        f"dataset '{path}': the train split has only one class ('pos'); a classifier needs at least two: "
+        "check the label column (--label-column) or the data"
+    )
+
+
+def test_a_file_that_is_not_utf8_says_where(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\nfine,0\ncaf\xe9 good,1\n".encode("latin-1"))
+    with pytest.raises(PeftbenchError) as error:
+        load_splits(DatasetSpec(str(path)))
+    assert str(error.value) == (
+        f"could not read dataset at '{path}': latin.csv is not UTF-8 text: byte 0xe9 at line 3, column 4; "
+        "save the file as UTF-8"
+    )
+
+
+def test_a_jsonl_line_that_does_not_parse_is_named(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [json.dumps({"text": f"row {i}", "label": i % 2}) for i in range(30)]
+    rows[4] = '{"text": "broken" "label": 0}'
+    path.write_text("\n".join(rows))
+    with pytest.raises(PeftbenchError) as error:
+        load_splits(DatasetSpec(str(path)))
+    message = str(error.value)
+    assert message.startswith(f"could not read dataset at '{path}': rows.jsonl line 5 is not valid JSON (")
+    assert "DatasetGenerationError" not in message and "\n" not in message
+
+
+def test_an_unreadable_file_on_the_command_line_is_one_line_with_its_cause(tmp_path, capsys):
+    from peftbench.cli import main
+
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\nfine,0\ncaf\xe9 good,1\n".encode("latin-1"))
+    assert main(["run", "--model", "tiny-gpt2", "--dataset", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"peftbench: error: could not read dataset at '{path}': latin.csv is not UTF-8 text: byte 0xe9 at "
+        "line 3, column 4; save the file as UTF-8\n"
+    )

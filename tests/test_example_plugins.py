@@ -1,10 +1,9 @@
 """The example plugin packages under plugins/, installed by scripts/setup.sh, found by entry point."""
 
-import pandas as pd
 import pytest
 
 import peftbench
-from conftest import keyword_rows
+from conftest import keyword_folder
 from peftbench.plugins import collect_methods
 
 BITFIT = "peftbench-bitfit 0.1.0"
@@ -26,11 +25,8 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def keyword_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keywords")
-    for split, count, seed in (("train", 128, 0), ("validation", 32, 1), ("test", 64, 2)):
-        pd.DataFrame(keyword_rows(count, seed)).to_parquet(folder / f"{split}.parquet")
-    return folder
+def keyword_data(tmp_path_factory):
+    return keyword_folder(tmp_path_factory.mktemp("keywords"), train=128, validation=32, test=64)
 
 
 def test_example_methods_come_from_their_distributions(registry):
@@ -40,9 +36,9 @@ def test_example_methods_come_from_their_distributions(registry):
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "minilm"])
-def test_every_example_method_trains_and_reloads_identically(registry, keyword_folder, tmp_path, model):
+def test_every_example_method_trains_and_reloads_identically(registry, keyword_data, tmp_path, model):
     board = peftbench.run(
-        model=model, dataset=str(keyword_folder), methods=["bitfit", *EXTRA_METHODS], out=tmp_path,
+        model=model, dataset=str(keyword_data), methods=["bitfit", *EXTRA_METHODS], out=tmp_path,
         max_steps=3, references=False, progress=False,
     )  # fmt: skip
     records = {r.method: r for r in board.records}

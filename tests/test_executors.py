@@ -8,7 +8,7 @@ import pytest
 
 from peftbench.cli import main
 from peftbench.errors import PeftbenchError
-from peftbench.executors import LocalExecutor, get_executor
+from peftbench.runs.executors import LocalExecutor, get_executor
 
 
 def test_local_is_the_default_executor():

@@ -1,8 +1,16 @@
+"""Method hyper-parameters: converted from the command line, checked, refused in one line."""
+
+from __future__ import annotations
+
 import pytest
 
+from conftest import write_keyword_csv
+from peftbench.cli import main
 from peftbench.errors import PeftbenchError
+from peftbench.methods.base import TaskInfo
+from peftbench.models import load_model, load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
-from peftbench.sweep import parse_hp_overrides
+from peftbench.settings import parse_hp_overrides
 
 
 @pytest.fixture
@@ -50,3 +58,107 @@ def test_reference_rows_take_no_training_hyperparameters():
     assert baseline.hyperparameters() == {}
     with pytest.raises(PeftbenchError, match="no hyper-parameter 'learning_rate'"):
         baseline.hyperparameters({"learning_rate": 1e-3})
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return collect_methods()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("learning_rate", "NaN", "nan"),
+        ("learning_rate", "nan", "nan"),
+        ("learning_rate", "Infinity", "inf"),
+        ("learning_rate", "inf", "inf"),
+        ("learning_rate", "-Infinity", "-inf"),
+        ("learning_rate", float("nan"), "nan"),
+        ("weight_decay", float("inf"), "inf"),
+        ("warmup_ratio", "nan", "nan"),
+        ("lora_dropout", "NaN", "nan"),
+    ],
+)
+def test_non_finite_hyperparameters_are_refused_with_method_and_key(registry, key, value, shown):
+    with pytest.raises(PeftbenchError) as error:
+        registry.get("lora").method.hyperparameters({key: value})
+    assert str(error.value) == f"method 'lora': hyper-parameter '{key}'={shown} must be a finite number"
+
+
+def test_non_finite_hyperparameter_on_the_command_line_is_one_line(tmp_path, capsys):
+    data = write_keyword_csv(tmp_path / "d.csv", rows=40)
+    out = tmp_path / "runs"
+    argv = [
+        "run",
+        "--model",
+        "tiny-gpt2",
+        "--dataset",
+        str(data),
+        "--out",
+        str(out),
+        "--hp",
+        "lora.learning_rate=nan",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "peftbench: error: method 'lora': hyper-parameter 'learning_rate'=nan must be a finite number\n"
+    )
+    assert not (out / "records").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("query,value", ["query", "value"]),
+        (" query , value ", ["query", "value"]),
+        ("query", ["query"]),
+        ('["query", "value"]', ["query", "value"]),
+        (["query"], ["query"]),
+        (("query", "key"), ["query", "key"]),
+        ("null", None),
+        (None, None),
+    ],
+)
+def test_module_lists_from_the_command_line_become_lists_of_names(registry, value, expected):
+    for method, key in (
+        ("lora", "target_modules"),
+        ("ia3", "target_modules"),
+        ("ia3", "feedforward_modules"),
+    ):
+        assert registry.get(method).method.hyperparameters({key: value})[key] == expected
+
+
+def test_module_lists_through_hp_overrides(registry):
+    overrides = parse_hp_overrides(
+        ["ia3.target_modules=key,value,output.dense", "ia3.feedforward_modules=output.dense"]
+    )
+    hp = registry.get("ia3").method.hyperparameters(overrides["ia3"])
+    assert hp["target_modules"] == ["key", "value", "output.dense"] and hp["feedforward_modules"] == [
+        "output.dense"
+    ]
+    assert registry.get("lora").method.hyperparameters()["target_modules"] is None  # peft's default
+
+
+@pytest.mark.parametrize("value", ["", "query,,value", "[query", 5, ["query", 1], {"a": 1}])
+def test_bad_module_lists_are_refused(registry, value):
+    with pytest.raises(PeftbenchError) as error:
+        registry.get("lora").method.hyperparameters({"target_modules": value})
+    message = str(error.value)
+    assert message.startswith(
+        "method 'lora': hyper-parameter 'target_modules' must be module names, e.g. query,value"
+    )
+
+
+def test_comma_separated_target_modules_reach_peft_as_a_list(registry):
+    spec = resolve_model("tiny-gpt2")
+    tokenizer = load_tokenizer(spec)
+    model = load_model(spec, ("bad", "good"), 0, tokenizer.pad_token_id, False)
+    lora = registry.get("lora").method
+    hp = lora.hyperparameters(parse_hp_overrides(["lora.target_modules=c_attn,c_proj"])["lora"])
+    prepared = lora.prepare(model, TaskInfo(2, ("bad", "good"), (1, 1)), hp)
+    adapted = {
+        name.rsplit(".", 1)[-1] for name, module in prepared.named_modules() if hasattr(module, "lora_A")
+    }
+    assert adapted == {"c_attn", "c_proj"}

@@ -26,3 +26,12 @@ def test_constant_prediction_macro_f1_counts_missed_class_as_zero():
     scores = classification_scores(np.zeros(4, dtype=int), np.array([0, 0, 1, 1]), 2)
     assert scores["accuracy"] == 0.5
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_macro_f1_leaves_out_a_class_absent_from_labels_and_predictions():
+    """As scikit-learn's macro average does: a class neither present nor predicted says nothing."""
+    perfect = classification_scores(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), num_labels=3)
+    assert perfect == {"accuracy": 1.0, "macro_f1": 1.0}
+    # Class 2 is predicted once but never present: it counts, with F1 = 0.
+    wrong = classification_scores(np.array([0, 2, 1, 1]), np.array([0, 0, 1, 1]), num_labels=3)
+    assert wrong["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)

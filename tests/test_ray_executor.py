@@ -7,17 +7,16 @@ import os
 import signal
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
 import peftbench
-from conftest import keyword_rows
+from conftest import keyword_folder, registered, snapshot
+from fake_plugins import HeadProbe
 from peftbench import Method, hookimpl
 from peftbench.methods.lora import Lora
 from peftbench.models import classification_head
-from peftbench.plugins import default_plugin_manager
-from peftbench.records import read_records
+from peftbench.records import RecordWarning, read_records
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'peftbench[ray]'")
 
@@ -53,10 +52,25 @@ def _die(*_):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+class DiesOnceMarked(HeadProbe):
+    """A head probe whose Ray worker is killed mid-training once its ``marker`` file exists."""
+
+    name = "dies_once_marked"
+    description = "Completes until its marker file exists; then SIGKILLs its Ray worker."
+    defaults = {"learning_rate": 1e-2, "marker": ""}
+
+    def prepare(self, model, task, hp):
+        model = super().prepare(model, task, hp)
+        if Path(hp["marker"]).exists():
+            classification_head(model).register_forward_hook(_die)
+        return model
+
+
 class SuddenDeathPlugin:
     @hookimpl
     def register_methods(self, register):
         register(SuddenDeath())
+        register(DiesOnceMarked())
 
 
 @pytest.fixture(scope="module")
@@ -75,26 +89,24 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def keyword_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("keywords")
-    for split, count, seed in (("train", 128, 0), ("validation", 32, 1), ("test", 64, 2)):
-        pd.DataFrame(keyword_rows(count, seed)).to_parquet(folder / f"{split}.parquet")
-    return folder
+def keyword_data(tmp_path_factory) -> Path:
+    return keyword_folder(tmp_path_factory.mktemp("keywords"), train=128, validation=32, test=64)
 
 
-def sweep(keyword_folder, out, methods, tuned=(), **options):
+def sweep(keyword_data, out, methods, tuned=(), **options):
     """2 epochs of tiny GPT-2 on the keyword task, seeds 0 and 1, no reference rows.
 
     Methods in ``tuned`` get their learning rate from their search space (``tune=True``).
     """
     hp = {name: values for name, values in HP.items() if name in methods and name not in tuned}
+    hp.update(options.pop("hp", {}))
     options.setdefault("tune", bool(tuned))
-    settings = dict(model="tiny-gpt2", dataset=str(keyword_folder), epochs=2, seeds=[0, 1], progress=False)
+    settings = dict(model="tiny-gpt2", dataset=str(keyword_data), epochs=2, seeds=[0, 1], progress=False)
     return peftbench.run(**{**settings, **options}, methods=methods, out=out, hp=hp, references=False)
 
 
 @pytest.fixture(scope="module")
-def both(cluster, keyword_folder, tmp_path_factory):
+def both(cluster, keyword_data, tmp_path_factory):
     """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (its whole grid).
 
     Both with one torch thread per run, as each Ray task of one CPU has: on CPUs torch splits its
@@ -104,10 +116,10 @@ def both(cluster, keyword_folder, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sweep(keyword_folder, outs["local"], ["lora", "ia3"], tuned=["lora"], executor="local")
+        sweep(keyword_data, outs["local"], ["lora", "ia3"], tuned=["lora"], executor="local")
     finally:
         torch.set_num_threads(threads)
-    sweep(keyword_folder, outs["ray"], ["lora", "ia3"], tuned=["lora"], executor="ray")
+    sweep(keyword_data, outs["ray"], ["lora", "ia3"], tuned=["lora"], executor="ray")
     return outs
 
 
@@ -139,24 +151,18 @@ def test_ray_records_equal_the_local_executors_for_the_same_seeds(both):
         assert (ours / weights).read_bytes() == (reference / weights).read_bytes()
 
 
-def test_a_ray_sweep_resumes_a_local_one_by_skipping_every_finished_run(both, keyword_folder, capfd):
+def test_a_ray_sweep_resumes_a_local_one_by_skipping_every_finished_run(both, keyword_data, capfd):
     before = {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")}
     methods = ["lora", "ia3"]
-    board = sweep(keyword_folder, both["local"], methods, tuned=["lora"], executor="ray", progress=True)
+    board = sweep(keyword_data, both["local"], methods, tuned=["lora"], executor="ray", progress=True)
     assert capfd.readouterr().err.count("skipped, complete record exists") == LORA_GRID + 4
     assert {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")} == before
     assert len(board.records) == LORA_GRID + 4
 
 
-def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(
-    cluster, keyword_folder, tmp_path
-):
-    manager = default_plugin_manager()
-    manager.register_plugin(SuddenDeathPlugin(), "sudden-death", "peftbench-test 0.0")
-    try:
-        board = sweep(keyword_folder, tmp_path, ["sudden_death", "lora"], executor="ray")
-    finally:
-        manager.unregister(name="sudden-death")
+def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(cluster, keyword_data, tmp_path):
+    with registered(SuddenDeathPlugin()):
+        board = sweep(keyword_data, tmp_path, ["sudden_death", "lora"], executor="ray")
     records = {(r.method, r.seed): r for r in board.records}
     for seed in (0, 1):
         dead, alive = records["sudden_death", seed], records["lora", seed]
@@ -166,3 +172,40 @@ def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(
         assert not (tmp_path / "adapters" / dead.run_id).exists()
         assert alive.status == "complete" and (tmp_path / alive.adapter_path).is_dir()
     assert len(read_records(tmp_path)) == 4  # the driver wrote a record for each run
+
+
+def test_a_forced_rerun_whose_worker_dies_keeps_the_earlier_record_and_adapter(
+    cluster, keyword_data, tmp_path
+):
+    """A lost run (its worker killed) must never cost the result of an earlier complete run."""
+    marker = tmp_path / "die-now"
+    options = dict(executor="ray", seeds=[0], hp={"dies_once_marked": {"marker": str(marker)}})
+    with registered(SuddenDeathPlugin()):
+        first = sweep(keyword_data, tmp_path / "runs", ["dies_once_marked"], **options)
+        (done,) = first.records
+        assert done.status == "complete" and (tmp_path / "runs" / done.adapter_path).is_dir()
+        records = snapshot(tmp_path / "runs")
+        adapter = {p.name: p.read_bytes() for p in (tmp_path / "runs" / done.adapter_path).iterdir()}
+        marker.touch()
+        with pytest.warns(RecordWarning, match="its earlier complete record and adapter are kept"):
+            again = sweep(keyword_data, tmp_path / "runs", ["dies_once_marked"], force=True, **options)
+    (lost,) = again.incomplete_runs()
+    assert lost.run_id == done.run_id and lost.status == "failed"
+    assert lost.error.startswith("WorkerCrashedError: the Ray worker died mid-run")
+    assert snapshot(tmp_path / "runs") == records
+    assert {p.name: p.read_bytes() for p in (tmp_path / "runs" / done.adapter_path).iterdir()} == adapter
+    assert sorted(p.name for p in (tmp_path / "runs" / "adapters").iterdir()) == [done.run_id]  # no staging
+
+
+def test_reference_rows_whose_adapter_is_an_empty_folder_complete_on_ray(cluster, keyword_data, tmp_path):
+    """The untuned baseline saves nothing: its (empty) adapter folder still travels and is kept."""
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_data), methods="lora", out=tmp_path, max_steps=1,
+        executor="ray", progress=False,
+    )  # fmt: skip
+    records = {r.method: r for r in board.records}
+    assert set(records) == {"baseline", "majority", "head_only", "lora"}
+    for record in records.values():
+        assert record.status == "complete", record.error
+        assert (tmp_path / record.adapter_path).is_dir() and record.reload["predictions_identical"]
+    assert list((tmp_path / records["baseline"].adapter_path).iterdir()) == []

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from peftbench.docgen.leaderboard_pages import split_tables
 from peftbench.leaderboard import Leaderboard
-from peftbench.site import load_records
-from peftbench.site.leaderboard_pages import split_tables
+from peftbench.records import read_records
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -108,7 +108,7 @@ def _table_methods(driver) -> list[str]:
 
 
 def test_leaderboard_pages_show_every_method_and_every_plot(server, browser):
-    tables = split_tables(Leaderboard(load_records(ROOT / "leaderboard" / "records")))
+    tables = split_tables(Leaderboard(read_records(ROOT / "leaderboard" / "records")))
     assert tables, "leaderboard/records holds no records to publish"
 
     browser.get(f"{server}/leaderboard/")
@@ -116,12 +116,12 @@ def test_leaderboard_pages_show_every_method_and_every_plot(server, browser):
     assert _images_loaded(browser) == []
     index_text = browser.find_element("tag name", "article").text
     for table in tables:
-        for method in table.frame["method"]:
+        for method in table.frame["label"]:
             assert method in index_text, f"{method} missing from the leaderboard index"
 
     for table in tables:
         browser.get(f"{server}/leaderboard/{table.slug}/")
-        expected = list(table.frame["method"])
+        expected = list(table.frame["label"])
         assert _table_methods(browser) == expected
         images = browser.execute_script("return document.images.length")
         assert images >= 3 and _images_loaded(browser) == [], f"plots did not load on {table.slug}"
@@ -137,10 +137,10 @@ def test_leaderboard_pages_show_every_method_and_every_plot(server, browser):
 
 
 def test_results_table_sorts_by_a_clicked_column(server, browser):
-    tables = split_tables(Leaderboard(load_records(ROOT / "leaderboard" / "records")))
+    tables = split_tables(Leaderboard(read_records(ROOT / "leaderboard" / "records")))
     browser.get(f"{server}/leaderboard/{tables[0].slug}/")
     header = browser.find_element("xpath", "(//table[contains(@class,'pb-sortable')])[1]//th[.='method']")
     header.click()
-    assert _table_methods(browser) == sorted(tables[0].frame["method"])
+    assert _table_methods(browser) == sorted(tables[0].frame["label"])
     header.click()
-    assert _table_methods(browser) == sorted(tables[0].frame["method"], reverse=True)
+    assert _table_methods(browser) == sorted(tables[0].frame["label"], reverse=True)

@@ -7,9 +7,6 @@ for any method that ``peft`` already knows, so such a method only writes its ``p
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -20,18 +17,11 @@ import peft
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from peftbench.errors import PeftbenchError
+from peftbench.methods import hyperparameters
+from peftbench.methods.hyperparameters import Hyperparameters
 
 # peft still calls a transformers property that warns on every call; it is not the user's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
-#: Training hyper-parameters every method has; a method's own ``defaults`` override them.
-TRAINING_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-4, "weight_decay": 0.0, "warmup_ratio": 0.06}
-TRAINING_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "learning_rate": (1e-12, None),
-    "weight_decay": (0.0, None),
-    "warmup_ratio": (0.0, 1.0),
-}
 
 
 @dataclass(frozen=True)
@@ -48,11 +38,12 @@ class Method(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    #: Method hyper-parameters and their defaults; the type of each default is the accepted type.
-    #: A ``None`` default accepts any value, except for a ``*_modules`` key, which takes module
-    #: names (``--hp lora.target_modules=query,value``) and always holds a list of str or ``None``.
+    #: The method's hyper-parameters: a ``TrainingHyperparameters`` subclass declaring each one
+    #: with its type, default, bounds and help (see ``peftbench.methods.hyperparameters``).
+    Hyperparameters: ClassVar[type[Hyperparameters] | None] = None
+    #: The short form instead of ``Hyperparameters``: defaults whose types are the accepted
+    #: types, and inclusive ``(low, high)`` bounds, ``None`` for an open side.
     defaults: ClassVar[dict[str, Any]] = {}
-    #: Inclusive (low, high) bounds for numeric hyper-parameters; ``None`` leaves a side open.
     bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
     #: "method", or a reference row run in every sweep beside the methods asked for: "baseline" (the
     #: untuned model, which the leaderboard's deltas are measured against) or "reference".
@@ -64,30 +55,22 @@ class Method(ABC):
     #: Methods that train nothing (the untuned baseline) take no training hyper-parameters.
     trains: ClassVar[bool] = True
 
+    _models: ClassVar[dict[type, type[Hyperparameters]]] = {}
+
+    @classmethod
+    def hyperparameter_model(cls) -> type[Hyperparameters]:
+        """The pydantic model of this method's hyper-parameters (built once from ``defaults`` and
+        ``bounds`` where the method declares those instead of ``Hyperparameters``)."""
+        if cls not in Method._models:
+            declared = cls.Hyperparameters
+            if declared is None:
+                declared = hyperparameters.from_defaults(cls.name, cls.defaults, cls.bounds, cls.trains)
+            Method._models[cls] = declared
+        return Method._models[cls]
+
     def hyperparameters(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Merge ``overrides`` into the defaults, rejecting unknown keys, wrong types and bad values."""
-        merged = {**(TRAINING_DEFAULTS if self.trains else {}), **self.defaults}
-        bounds = {**TRAINING_BOUNDS, **self.bounds}
-        for key, value in (overrides or {}).items():
-            if key not in merged:
-                known = ", ".join(sorted(merged))
-                raise PeftbenchError(f"method '{self.name}' has no hyper-parameter '{key}'; known: {known}")
-            merged[key] = _coerce(self.name, key, value, merged[key])
-        for key, value in merged.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise PeftbenchError(
-                    f"method '{self.name}': hyper-parameter '{key}'={value} must be a finite number"
-                )
-        for key, (low, high) in bounds.items():
-            value = merged.get(key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            if (low is not None and value < low) or (high is not None and value > high):
-                span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-                raise PeftbenchError(
-                    f"method '{self.name}': hyper-parameter '{key}'={value} is out of range {span}"
-                )
-        return merged
+        """The defaults with ``overrides`` applied, refusing unknown keys, wrong types and bad values."""
+        return hyperparameters.resolve(self.name, self.hyperparameter_model(), overrides)
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         """The search space ``--tune`` explores (every combination), validated like overrides."""
@@ -134,70 +117,3 @@ class PeftMethod(Method):
 def has_conv1d_projections(model: nn.Module) -> bool:
     """GPT-2-style models store projections transposed (``Conv1D``): LoRA/IA3 need ``fan_in_fan_out``."""
     return any(isinstance(module, Conv1D) for module in model.modules())
-
-
-def is_name_list(key: str, default: Any) -> bool:
-    """Whether ``key`` holds module names: a ``*_modules`` key whose default is ``None``."""
-    return default is None and key.endswith("_modules")
-
-
-def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
-    """Turn an override (possibly a CLI string) into the default's type, or explain why not.
-
-    A key whose default is ``None`` takes any value, except a ``*_modules`` key (peft's
-    ``target_modules``, ``feedforward_modules``, ...): it takes ``null``, a list of names or a
-    comma-separated string (``query,value``), always stored as a list of names. peft would read
-    a plain string as a regular expression, so ``--hp lora.target_modules=query,value`` would
-    otherwise match nothing and fail every run late.
-    """
-    if is_name_list(key, default):
-        return _name_list(method, key, value)
-    if isinstance(value, str) and not isinstance(default, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            if isinstance(default, bool) and value.lower() in {"true", "false"}:
-                value = value.lower() == "true"
-            elif isinstance(default, float):  # "inf", "nan": refused as not finite, not as not float
-                with contextlib.suppress(ValueError):
-                    value = float(value)
-    if default is None:
-        return value
-    expected = type(default)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, (list, tuple)) and isinstance(value, str):
-        value, ok = [part.strip() for part in value.split(",") if part.strip()], True
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise PeftbenchError(
-            f"method '{method}': hyper-parameter '{key}' must be {expected.__name__}, got {value!r}"
-        )
-    return value
-
-
-def _name_list(method: str, key: str, value: Any) -> list[str] | None:
-    """``None``, a list of names, a JSON list or ``"query,value"`` -> ``None`` or a list of names."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") or text == "null":
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = text  # refused below, with the accepted forms
-        elif text:
-            value = [part.strip() for part in text.split(",")]
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value):
-        return [name.strip() for name in value]
-    raise PeftbenchError(
-        f"method '{method}': hyper-parameter '{key}' must be module names, e.g. query,value or "
-        f'["query", "value"], got {value!r}'
-    )

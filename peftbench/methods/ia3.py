@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import peft
+from pydantic import Field
 
 from peftbench.hookspecs import hookimpl
 from peftbench.methods.base import PeftMethod, TaskInfo, has_conv1d_projections
+from peftbench.methods.hyperparameters import ModuleNames, TrainingHyperparameters, learning_rate_field
 
 
 class Ia3(PeftMethod):
     name = "ia3"
     description = "Learned vectors rescaling keys, values and feed-forward activations (Liu et al., 2022)."
     search_space = {"learning_rate": [3e-3, 8e-3, 2e-2, 5e-2]}
-    defaults = {"target_modules": None, "feedforward_modules": None, "learning_rate": 8e-3}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(8e-3)
+        target_modules: ModuleNames = Field(
+            None, description="modules whose outputs are rescaled (default: peft's for the architecture)"
+        )
+        feedforward_modules: ModuleNames = Field(
+            None, description="which of them are feed-forward layers, rescaled on their input instead"
+        )
 
     def peft_config(self, model, task: TaskInfo, **hp: Any) -> peft.PeftConfig:
         return peft.IA3Config(

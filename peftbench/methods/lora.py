@@ -5,23 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import peft
+from pydantic import Field
 
 from peftbench.hookspecs import hookimpl
 from peftbench.methods.base import PeftMethod, TaskInfo, has_conv1d_projections
+from peftbench.methods.hyperparameters import ModuleNames, TrainingHyperparameters, learning_rate_field
 
 
 class Lora(PeftMethod):
     name = "lora"
     description = "Low-rank adapters on the attention projections (Hu et al., 2021)."
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
-    defaults = {
-        "r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.1,
-        "target_modules": None,
-        "learning_rate": 1e-3,
-    }
-    bounds = {"r": (1, None), "lora_alpha": (1e-12, None), "lora_dropout": (0.0, 0.99)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-3)
+        r: int = Field(8, ge=1, description="rank of the low-rank update of each adapted weight")
+        lora_alpha: int = Field(16, ge=1, description="the update is scaled by lora_alpha / r")
+        lora_dropout: float = Field(0.1, ge=0.0, le=0.99, description="dropout on the adapter's input")
+        target_modules: ModuleNames = Field(
+            None, description="modules to adapt, e.g. query,value (default: peft's for the architecture)"
+        )
 
     def peft_config(self, model, task: TaskInfo, **hp: Any) -> peft.PeftConfig:
         return peft.LoraConfig(

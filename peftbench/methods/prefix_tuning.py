@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import peft
+from pydantic import Field
 
 from peftbench.hookspecs import hookimpl
 from peftbench.methods.base import PeftMethod, TaskInfo
+from peftbench.methods.hyperparameters import TrainingHyperparameters, learning_rate_field
 
 
 class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     description = "Trained key/value prefixes prepended at every attention layer (Li & Liang, 2021)."
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
-    defaults = {"num_virtual_tokens": 20, "learning_rate": 1e-2}
-    bounds = {"num_virtual_tokens": (1, None)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-2)
+        num_virtual_tokens: int = Field(20, ge=1, description="prefix length: virtual tokens at every layer")
 
     def peft_config(self, model, task: TaskInfo, **hp: Any) -> peft.PeftConfig:
         return peft.PrefixTuningConfig(

@@ -8,17 +8,16 @@ The output depends on nothing but the records, the registry and the code: no clo
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peftbench.docgen import leaderboard_pages, method_pages
+from peftbench.docgen.markup import is_generated
+from peftbench.docgen.plots import render_plots
 from peftbench.errors import PeftbenchError
 from peftbench.leaderboard import Leaderboard
 from peftbench.plugins import MethodRegistry, collect_methods
-from peftbench.records import RecordWarning, RunRecord, read_record
-from peftbench.site import leaderboard_pages, method_pages
-from peftbench.site.markup import is_generated
-from peftbench.site.plots import render_plots
+from peftbench.records import read_records
 
 LEADERBOARD_DIR = "leaderboard"
 METHODS_DIR = "methods"
@@ -35,24 +34,6 @@ class SiteBuild:
     records: int = 0
 
 
-def load_records(folder: Path) -> list[RunRecord]:
-    """Every record under ``folder``, in any sub-folder (``<model>-<dataset>/``, ``records/``),
-    skipping adapter folders; a run id seen twice counts once. Bad files are warned about."""
-    folder = Path(folder)
-    records: dict[str, RunRecord] = {}
-    for path in sorted(folder.rglob("*.json")):
-        relative = path.relative_to(folder).parts
-        if "adapters" in relative[:-1] or any(part.startswith(".") for part in relative):
-            continue
-        try:
-            record = read_record(path)
-        except (OSError, ValueError, TypeError) as error:
-            warnings.warn(f"skipped record {path}: {error}", RecordWarning, stacklevel=2)
-            continue
-        records.setdefault(record.run_id, record)
-    return list(records.values())
-
-
 def build_site(
     records_dir: str | Path, docs_dir: str | Path, registry: MethodRegistry | None = None
 ) -> SiteBuild:
@@ -63,7 +44,7 @@ def build_site(
             f"records folder '{records_dir}' does not exist: pass --records a folder of run records "
             "(a run's --out, or leaderboard/records)"
         )
-    records = load_records(records_dir)
+    records = read_records(records_dir)
     if not any(record.stage == "final" for record in records):
         raise PeftbenchError(
             f"no run records under '{records_dir}': pass --records a folder holding the records/*.json "

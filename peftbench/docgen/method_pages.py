@@ -9,19 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from peftbench.methods.base import TRAINING_BOUNDS
+from peftbench.docgen.leaderboard_pages import Table, anchor
+from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
+from peftbench.formatting import escape, number, value
+from peftbench.methods.hyperparameters import declared
 from peftbench.plugins import MethodRegistry, RegisteredMethod
-from peftbench.site.leaderboard_pages import Table, anchor
-from peftbench.site.markup import (
-    cell,
-    definition_table,
-    format_value,
-    html_table,
-    html_text,
-    md_text,
-    method_slug,
-    page,
-)
 
 ROLES = {
     "method": "method",
@@ -36,32 +28,21 @@ def ordered(registry: MethodRegistry) -> list[RegisteredMethod]:
 
 
 def _hyperparameter_table(entry: RegisteredMethod) -> str:
-    method = entry.method
-    values = method.hyperparameters()
-    if not values:
+    rows = [
+        [cell(row.name), cell(value(row.default)), cell(row.type), cell(row.range), cell(row.help)]
+        for row in declared(entry.method.hyperparameter_model())
+    ]
+    if not rows:
         return "<p>None: this row trains nothing.</p>"
-    bounds = {**TRAINING_BOUNDS, **method.bounds}
-    rows = []
-    for key, value in values.items():
-        low, high = bounds.get(key, (None, None))
-        kind = "any" if value is None else type(value).__name__
-        rows.append([cell(key), cell(format_value(value)), cell(kind), cell(_span(low, high))])
-    return html_table(["name", "default", "type", "allowed range"], rows, label="hyper-parameters")
-
-
-def _span(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f"{format_value(low)} to {format_value(high)}"
-    if low is not None:
-        return f"≥ {format_value(low)}"
-    return "" if high is None else f"≤ {format_value(high)}"
+    headers = ["name", "default", "type", "allowed range", "what it does"]
+    return html_table(headers, rows, label="hyper-parameters")
 
 
 def _search_table(entry: RegisteredMethod) -> str:
     grid = entry.method.tuning_grid()
     if not grid:
         return "<p>Nothing to tune.</p>"
-    rows = [[cell(key), cell(", ".join(format_value(v) for v in values))] for key, values in grid.items()]
+    rows = [[cell(key), cell(", ".join(value(v) for v in values))] for key, values in grid.items()]
     return html_table(["name", "values tried"], rows, label="search space")
 
 
@@ -69,14 +50,14 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     """Links to the leaderboard tables this method has rows in, with its rank there."""
     lines = []
     for table in tables:
-        rows = table.frame[table.frame["method"].astype(str).str.split("#").str[0] == name]
-        for _, row in rows.iterrows():
+        for _, row in table.frame[table.frame["method"] == name].iterrows():
             if row["seeds"]:
-                result = f"rank {int(row['rank'])}, {100 * row['accuracy']:.2f}% test accuracy"
+                result = f"rank {int(row['rank'])}, {number(row['accuracy'], '.2f', 100)}% test accuracy"
             else:
                 result = "failed"
-            target = f"../leaderboard/{table.slug}.md#{anchor(row['method'])}"
-            lines.append(f"- [{md_text(table.title)}]({target}): {md_text(result)}")
+            target = f"../leaderboard/{table.slug}.md#{anchor(row['label'])}"
+            title = table.title if row["label"] == name else f"{table.title}, {row['label']}"
+            lines.append(f"- [{escape(title, 'markdown')}]({target}): {escape(result, 'markdown')}")
     return "\n".join(lines) or "Not in the published records yet."
 
 
@@ -85,17 +66,17 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
     kind = type(method)
     role = ROLES.get(method.role, method.role) + (", run in every sweep" if method.always_run else "")
     facts = [
-        ("Name", f"<code>{html_text(method.name)}</code>"),
-        ("Role", html_text(role)),
-        ("Source", html_text(entry.source)),
-        ("Implementation", f"<code>{html_text(f'{kind.__module__}.{kind.__qualname__}')}</code>"),
+        ("Name", f"<code>{escape(method.name, 'html')}</code>"),
+        ("Role", escape(role, "html")),
+        ("Source", escape(entry.source, "html")),
+        ("Implementation", f"<code>{escape(f'{kind.__module__}.{kind.__qualname__}', 'html')}</code>"),
     ]
     usage = f"peftbench run --model minilm --methods {method.name} --out runs/"
     if method.trains:
         usage += f"\npeftbench run --model minilm --methods {method.name} --tune --num-seeds 3 --out runs/"
     return page(
         method.name,
-        f'<p class="pb-description">{html_text(method.description)}</p>',
+        f'<p class="pb-description">{escape(method.description, "html")}</p>',
         definition_table(facts),
         "## Hyper-parameters",
         "<p>Override any of them with <code>--hp NAME.KEY=VALUE</code>; an unknown key, a wrong "
@@ -121,9 +102,10 @@ def index_page(registry: MethodRegistry) -> str:
     lines = ["| method | role | description | source |", "|---|---|---|---|"]
     for entry in ordered(registry):
         method = entry.method
-        link = f"[{md_text(method.name)}]({method_slug(method.name)}.md)"
+        link = f"[{escape(method.name, 'markdown')}]({method_slug(method.name)}.md)"
         lines.append(
-            f"| {link} | {md_text(method.role)} | {md_text(method.description)} | {md_text(entry.source)} |"
+            f"| {link} | {escape(method.role, 'markdown')} | {escape(method.description, 'markdown')} "
+            f"| {escape(entry.source, 'markdown')} |"
         )
     intro = (
         "<p>Every method this installation knows, built-in or from a plugin package, generated "

@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from fake_plugins import HeadProbe
+from conftest import ROOT, registered
+from fake_plugins import HeadProbe, probe
 from peftbench import hookimpl
 from peftbench.cli import main
-from peftbench.plugins import default_plugin_manager
+from peftbench.docgen import build_site, method_pages
+from peftbench.docgen.markup import method_slug
+from peftbench.docgen.plots import pareto_front
+from peftbench.formatting import escape
+from peftbench.plugins import (
+    MethodRegistry,
+    RegisteredMethod,
+)
 from peftbench.records import RunRecord, write_record
-from peftbench.site import build_site
-from peftbench.site.markup import html_text, md_text
-from peftbench.site.plots import pareto_front
 
 ENVIRONMENT = {
     "device": "cpu",
@@ -174,10 +178,10 @@ def test_docs_without_records_is_one_line_saying_what_to_pass(tmp_path, capsys):
 
 def test_markdown_and_html_escaping():
     hostile = "<script>alert(1)</script> [x](javascript:y) *a* `b` | c {#d}\nnext line"
-    assert html_text(hostile) == (
+    assert escape(hostile, "html") == (
         "&lt;script&gt;alert(1)&lt;/script&gt; [x](javascript:y) *a* `b` | c {#d} next line"
     )
-    escaped = md_text(hostile)
+    escaped = escape(hostile, "markdown")
     for char in "<>[]*`|{}\n":
         assert char not in escaped
 
@@ -208,12 +212,8 @@ def test_text_from_plugins_and_datasets_shows_as_text_in_the_built_site(tmp_path
     shutil.copytree(ROOT / "docs", docs)
     records = tmp_path / "records"
     write_record(synthetic("</title><script>alert(3)</script>", "hostile", 0, 60), records)
-    manager = default_plugin_manager()
-    manager.register(HostilePlugin(), name="hostile-plugin")
-    try:
+    with registered(HostilePlugin()):
         build_site(records, docs)
-    finally:
-        manager.unregister(name="hostile-plugin")
     site = tmp_path / "site"
     build(load_config(str(ROOT / "mkdocs.yml"), docs_dir=str(docs), site_dir=str(site), strict=True))
 
@@ -248,3 +248,19 @@ def test_committed_pages_are_what_the_committed_records_give(tmp_path):
 
 def _bytes_or_none(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
+
+
+def test_a_method_named_index_gets_its_own_page_and_the_index_links_to_it():
+    assert method_slug("index") == "index-method" and method_slug("lora") == "lora"
+    registry = MethodRegistry(
+        {
+            "index": RegisteredMethod(probe("index"), "peftbench-index 0.1"),
+            "lora": RegisteredMethod(probe("lora"), "built-in"),
+        }
+    )
+    out = method_pages.pages(registry, [])
+    assert set(out) == {"methods/index.md", "methods/index-method.md", "methods/lora.md"}
+    assert out["methods/index.md"].startswith("# Methods\n")
+    assert "[index](index-method.md)" in out["methods/index.md"]
+    assert "[lora](lora.md)" in out["methods/index.md"]
+    assert out["methods/index-method.md"].startswith("# index\n")

@@ -3,13 +3,13 @@
 Imported only for ``--executor ray``, so Ray stays an optional extra.
 
 The driver collects. A worker returns its run's record and the adapter files it saved (in a
-scratch folder of its own node); the driver — the process running ``peftbench run`` — writes the
-adapter under ``--out/adapters/`` and the sweep writes the record under ``--out/records/`` with the
-same atomic ``write_record`` as the local executor. Why: no shared filesystem is needed (a
-``ray://`` client or a cluster of separate disks works the same), one process writes every
-record, so resume and kill-safety are the local executor's, and a worker that dies cannot leave
-half a record or half an adapter. The price is that adapters travel through the object store
-(small for adapters; a full fine-tune ships a whole model copy).
+scratch folder of its own node); the driver — the process running ``peftbench run`` — unpacks the
+adapter into the results store's staging folder for the run, and the store promotes it and writes
+the record exactly as for the local executor. Why: no shared filesystem is needed (a ``ray://``
+client or a cluster of separate disks works the same), one process writes every record, so
+resume, kill-safety and keeping an earlier result when a rerun fails are the local executor's,
+and a worker that dies cannot leave half a record or half an adapter. The price is that adapters
+travel through the object store (small for adapters; a full fine-tune ships a whole model copy).
 
 The sweep context, tokenised splits included, is put in the object store once per sweep: no
 worker tokenises. Each task loads the base model itself from the resolved model spec (an alias,
@@ -32,14 +32,16 @@ import ray
 import torch
 from ray.exceptions import RayError, RayTaskError
 
-from peftbench import __version__
 from peftbench.batching import TokenizedSplit
 from peftbench.environment import describe_environment
 from peftbench.errors import PeftbenchError
-from peftbench.executors import Placement, RunSpec
 from peftbench.precision import enable_tf32, resolve_precision
-from peftbench.records import ADAPTERS_DIR, RunRecord
-from peftbench.runner import SweepContext, execute_run, lost_record
+from peftbench.records import RunRecord
+from peftbench.runs.context import Placement, SweepContext
+from peftbench.runs.runner import execute_run
+from peftbench.runs.spec import RunSpec, lost_record
+from peftbench.runs.store import ResultStore
+from peftbench.version import __version__
 
 #: Driver settings that decide what a run sees, passed on to the workers of a cluster we start
 #: or join, so that ``PEFTBENCH_MIRROR=... peftbench run --executor ray`` means what it means locally.
@@ -59,7 +61,7 @@ class WorkerResult:
     """What a task sends back: the record, and the saved adapter as {relative path: bytes}."""
 
     record: RunRecord
-    adapter_files: dict[str, bytes]
+    adapter_files: dict[str, bytes] | None  # None: the run saved no adapter folder
 
 
 @ray.remote(max_retries=0)
@@ -97,21 +99,11 @@ def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandl
         here = dataclasses.replace(
             ctx,
             device=device,
-            out=scratch,
             environment=_environment(device),
             **{name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")},
         )
-        record = execute_run(
-            here,
-            spec.entry,
-            spec.hp,
-            spec.seed,
-            spec.run_id,
-            spec.stage,
-            spec.tuning,
-            on_phase=_reporter(board, spec),
-        )
-        return WorkerResult(record, _read_files(scratch / ADAPTERS_DIR / spec.run_id))
+        record = execute_run(here, spec, scratch / "adapter", on_phase=_reporter(board, spec))
+        return WorkerResult(record, _read_files(scratch / "adapter"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -156,7 +148,9 @@ class RayExecutor:
         device_obj = torch.device(device_type)
         return Placement(device_obj, probe["precision"], probe["environment"], description)
 
-    def run(self, ctx: SweepContext, specs: Sequence[RunSpec]) -> Iterator[tuple[RunSpec, RunRecord]]:
+    def run(
+        self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore
+    ) -> Iterator[tuple[RunSpec, RunRecord, Path | None]]:
         if not specs:
             return
         task = _run_on_worker.options(**self._resources)
@@ -166,7 +160,7 @@ class RayExecutor:
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)
                 spec = pending.pop(done)
-                yield spec, self._collect(ctx, spec, done)
+                yield spec, *self._collect(ctx, spec, done, store)
         finally:  # interrupted (Ctrl-C, an error in the driver): do not leave runs behind
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -197,21 +191,25 @@ class RayExecutor:
             self._shared = (ctx, ray.put(dataclasses.replace(ctx, progress=False)))
         return self._shared[1]
 
-    def _collect(self, ctx: SweepContext, spec: RunSpec, ref: ray.ObjectRef) -> RunRecord:
+    def _collect(
+        self, ctx: SweepContext, spec: RunSpec, ref: ray.ObjectRef, store: ResultStore
+    ) -> tuple[RunRecord, Path | None]:
+        """The run's record and its adapter, unpacked into the store's staging folder for it."""
         try:
             result = ray.get(ref)
         except RayTaskError as error:  # raised by the task outside the run, e.g. a plugin not installed
             cause = error.cause if isinstance(error.cause, BaseException) else error
             message = f"{type(cause).__name__}: {_first_line(cause)}"
-            return self._lost(ctx, spec, message, "setup on a Ray worker")
+            return lost_record(ctx, spec, message, "setup on a Ray worker"), None
         except RayError as error:  # the worker process or its node died: killed, out of memory, ...
             message = f"{type(error).__name__}: the Ray worker died mid-run ({_first_line(error)})"
-            return self._lost(ctx, spec, message, f"{self._last_phase(spec)} on a Ray worker")
+            return lost_record(ctx, spec, message, f"{self._last_phase(spec)} on a Ray worker"), None
+        staged = store.staging(spec.run_id)
         try:
-            _write_adapter(ctx.out / ADAPTERS_DIR / spec.run_id, result.adapter_files, result.record)
+            _unpack(result.adapter_files, staged)
         except OSError as error:
-            return self._lost(ctx, spec, f"{type(error).__name__}: {error}", "save on the driver")
-        return result.record
+            return result.record.fail("failed", f"{type(error).__name__}: {error}", "save on the driver"), staged
+        return result.record, staged
 
     def _last_phase(self, spec: RunSpec) -> str:
         try:
@@ -219,12 +217,6 @@ class RayExecutor:
         except RayError:
             phase = None
         return phase or "an unknown phase"
-
-    @staticmethod
-    def _lost(ctx: SweepContext, spec: RunSpec, message: str, phase: str) -> RunRecord:
-        return lost_record(
-            ctx, spec.entry, spec.hp, spec.seed, spec.run_id, spec.stage, spec.tuning, message, phase
-        )
 
 
 def _device_type(requested: str | None, gpus: float) -> str:
@@ -276,33 +268,22 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return {**describe_environment(device), "executor": "ray", "node": ray.util.get_node_ip_address()}
 
 
-def _read_files(folder: Path) -> dict[str, bytes]:
+def _read_files(folder: Path) -> dict[str, bytes] | None:
     if not folder.is_dir():
-        return {}
+        return None
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
-def _write_adapter(folder: Path, files: dict[str, bytes], record: RunRecord) -> None:
-    """Replace ``folder`` with ``files`` (staged beside it, then renamed).
-
-    A failed run sends no files and leaves ``folder`` alone: the sweep decides whether an earlier
-    complete run's adapter stays (a failed ``--force`` rerun) or goes.
-    """
-    if not files:
+def _unpack(files: dict[str, bytes] | None, folder: Path) -> None:
+    """Recreate the adapter folder a worker sent (``None``: it saved none) as ``folder``."""
+    if files is None:
         return
-    staging = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)  # left by a driver killed mid-write
-    staging.mkdir(parents=True)
-    try:
-        for relative, blob in files.items():
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for relative, blob in files.items():
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob)
 
 
 def _first_line(error: BaseException) -> str:

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from peftbench.formatting import escape, value
 from peftbench.records import RunRecord
-from peftbench.site.markup import format_value, html_text
 
 TRAINING_SETTINGS = ("epochs", "batch_size", "max_length", "max_steps", "precision")
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
     """Unique non-empty values, in sorted order (stable output for the same records)."""
-    return sorted({value for value in values if value})
+    return sorted({text for text in values if text})
 
 
 def _joined(values: Iterable[str], separator: str = "; ", empty: str = "not recorded") -> str:
     """Escaped unique values joined by ``separator`` (itself markup, e.g. ``<br>``)."""
-    return separator.join(html_text(value) for value in _distinct(values)) or empty
+    return separator.join(escape(text, "html") for text in _distinct(values)) or empty
 
 
 def hardware(environment: dict) -> str:
@@ -45,10 +45,10 @@ def packages(records: list[RunRecord]) -> str:
     """``name version`` for every package the records list; several versions joined with ' / '."""
     versions: dict[str, set[str]] = {}
     for record in records:
-        for name, value in (record.environment.get("packages") or {}).items():
-            versions.setdefault(str(name), set()).add(str(value) if value else "not installed")
+        for name, version in (record.environment.get("packages") or {}).items():
+            versions.setdefault(str(name), set()).add(str(version) if version else "not installed")
     parts = [f"{name} {' / '.join(sorted(found))}" for name, found in sorted(versions.items())]
-    return html_text(", ".join(parts)) or "not recorded"
+    return escape(", ".join(parts), "html") or "not recorded"
 
 
 def dates(records: list[RunRecord]) -> str:
@@ -73,29 +73,31 @@ def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
     else:
         tuning = "not tuned: each method's defaults (or --hp overrides)"
     settings = _distinct(
-        ", ".join(f"{key}={format_value(record.train_config.get(key))}" for key in TRAINING_SETTINGS)
+        ", ".join(f"{key}={value(record.train_config.get(key))}" for key in TRAINING_SETTINGS)
         for record in final
     )
     return "<br>".join(
-        html_text(line) for line in (f"seeds {seeds}", tuning, *(f"training: {s}" for s in settings))
+        escape(line, "html") for line in (f"seeds {seeds}", tuning, *(f"training: {s}" for s in settings))
     )
 
 
 def labels(records: list[RunRecord]) -> str:
     names = _distinct(", ".join(str(name) for name in record.label_names) for record in records)
     counts = _distinct(str(len(record.label_names)) for record in records)
-    return html_text(f"{' / '.join(counts)} classes: {' / '.join(names)}") if names else "not recorded"
+    return escape(f"{' / '.join(counts)} classes: {' / '.join(names)}", "html") if names else "not recorded"
 
 
 def test_size(records: list[RunRecord]) -> str:
     sizes = _distinct(str(len(record.references)) for record in records if record.references)
-    return html_text(" / ".join(sizes) + " examples") if sizes else "not recorded"
+    return escape(" / ".join(sizes) + " examples", "html") if sizes else "not recorded"
 
 
 def compute(records: list[RunRecord]) -> str:
     """Total training time over every run, tuning candidates included: what the table cost."""
     seconds = sum(float(record.costs.get("train_seconds") or 0.0) for record in records)
-    return html_text(f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included")
+    return escape(
+        f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included", "html"
+    )
 
 
 # What was wrong with records written by older peftbench versions, fixed since: a page built from
@@ -112,7 +114,7 @@ KNOWN_ISSUES = {
 def known_issues(records: list[RunRecord]) -> str:
     """The known issues of the peftbench versions that wrote ``records``, or ``none known``."""
     found = [f"{KNOWN_ISSUES[version]}." for version in flawed_versions(records)]
-    return "<br>".join(html_text(line) for line in found) or "none known"
+    return "<br>".join(escape(line, "html") for line in found) or "none known"
 
 
 def flawed_versions(records: list[RunRecord]) -> list[str]:
@@ -133,7 +135,7 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
         ("Platform", _joined(str(env.get("platform") or "") for env in environments)),
         ("Python", _joined([str(env.get("python") or "") for env in environments], ", ")),
         ("Packages", packages(every)),
-        ("Date", html_text(dates(every))),
+        ("Date", escape(dates(every), "html")),
         ("Protocol", protocol(final, every)),
         ("Compute", compute(every)),
         ("Known issues", known_issues(every)),
@@ -146,4 +148,4 @@ def summary_line(final: list[RunRecord], every: list[RunRecord]) -> str:
     machine = "; ".join(_distinct(hardware(r.environment) for r in every)) or "hardware not recorded"
     flawed = flawed_versions(every)
     caveat = f"; written by peftbench {', '.join(flawed)}: see its known issues" if flawed else ""
-    return html_text(f"{machine}; {dates(every)}; {len(final)} test runs{caveat}")
+    return escape(f"{machine}; {dates(every)}; {len(final)} test runs{caveat}", "html")

@@ -1,0 +1,333 @@
+"""Records -> the leaderboard's data: one pandas frame per view to read, a pure function of records.
+
+One row per (model, dataset, method, configuration), over the seeds that completed: mean test
+accuracy with a Student-t 95% interval, and two-level paired bootstrap p-values against the
+untuned baseline and against the best row on the same test examples. Failed runs are counted and
+shown, never averaged in. Tuning candidates (scored on validation only) are not leaderboard rows.
+
+The frame keeps the raw method name, its hyper-parameters, the run ids and the per-seed values
+next to a display ``label``, so the terminal table, the CSV and the site are views on it and
+never parse a display string back.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from peftbench.formatting import hp_text
+from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
+from peftbench.records import RunRecord, read_records, run_key
+
+RUN_COLUMNS = {
+    "model": "string",
+    "dataset": "string",
+    "method": "string",
+    "label": "string",
+    "config": "string",
+    "run_id": "string",
+    "dataset_fingerprint": "string",
+    "role": "string",
+    "source": "string",
+    "seed": "Int64",
+    "status": "string",
+    "accuracy": "Float64",
+    "macro_f1": "Float64",
+    "loss": "Float64",
+    "validation_accuracy": "Float64",
+    "trainable_params": "Int64",
+    "total_params": "Int64",
+    "trainable_percent": "Float64",
+    "train_seconds": "Float64",
+    "samples_per_second": "Float64",
+    "tokens_per_second": "Float64",
+    "eval_seconds": "Float64",
+    "peak_memory_mb": "Float64",
+    "adapter_bytes": "Int64",
+    "mfu": "Float64",
+    "reload_identical": "boolean",
+    "tuned": "string",
+    "error": "string",
+}
+COST_COLUMNS = [
+    "trainable_params", "total_params", "trainable_percent", "train_seconds", "samples_per_second",
+    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
+]  # fmt: skip
+FRAME_COLUMNS = [
+    "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
+    "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
+    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
+    "hyperparameters", *COST_COLUMNS, "reload_identical", "run_ids", "config", "dataset_fingerprint",
+]  # fmt: skip
+GROUP = ["model", "dataset"]
+KEYS = ["model", "dataset", "method", "config"]
+
+
+class Leaderboard:
+    """The leaderboard of a set of run records."""
+
+    def __init__(self, records: Iterable[RunRecord], incomplete: Iterable[RunRecord] | None = None) -> None:
+        self.records = list(records)
+        # The final runs that did not complete, of the sweep that made this board (None: a folder
+        # read as it is; then every final run on record that did not complete).
+        self._incomplete = None if incomplete is None else list(incomplete)
+        self.final = _latest_per_seed(r for r in self.records if r.stage == "final")
+        self._labels = variant_labels(self.final)
+
+    @classmethod
+    def from_dir(cls, out: str | Path) -> Leaderboard:
+        return cls(read_records(Path(out)))
+
+    def incomplete_runs(self) -> list[RunRecord]:
+        """Final runs that failed or diverged: of the sweep that made this board, else of all."""
+        if self._incomplete is not None:
+            return list(self._incomplete)
+        return [r for r in self.records if r.stage == "final" and r.status != "complete"]
+
+    def label(self, record: RunRecord) -> str:
+        """What the board calls a final record's row: its method, plus what differs if it has variants."""
+        return self._labels[record.run_id]
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per final run (per seed), with explicit dtypes: the per-seed values."""
+        rows = [_run_row(record, self.label(record)) for record in self.final]
+        frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "hyperparameters"]).astype(RUN_COLUMNS)
+        return frame
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per method configuration and (model, dataset), best mean accuracy first."""
+        return self._frame.copy()
+
+    def to_markdown(self) -> str:
+        """A Markdown table per (model, dataset), formatted for people (and terminals)."""
+        from peftbench.leaderboard.report import markdown
+
+        return markdown(self.to_frame())
+
+    def to_csv(self, path: str | Path | None = None) -> str | None:
+        """Every column of ``to_frame``; dicts and lists (per-seed values, run ids) as JSON."""
+        from peftbench.leaderboard.report import csv
+
+        return csv(self.to_frame(), path)
+
+    @functools.cached_property
+    def _frame(self) -> pd.DataFrame:
+        runs = self.runs_frame()
+        if runs.empty:
+            return pd.DataFrame(columns=FRAME_COLUMNS)
+        by_key: dict[tuple, list[RunRecord]] = {}
+        for record in self.final:
+            by_key.setdefault((record.model, record.dataset, record.method, config_key(record)), []).append(
+                record
+            )
+        rows = [_row(key, group, by_key[key]) for key, group in runs.groupby(KEYS, sort=False)]
+        table = pd.DataFrame(rows)
+        parts = [_compare(group) for _, group in table.groupby(GROUP, sort=False)]
+        table = pd.concat(parts).sort_values(
+            [*GROUP, "accuracy"], ascending=[True, True, False], na_position="last"
+        )
+        table["rank"] = table.groupby(GROUP)["accuracy"].rank(ascending=False, method="min").astype("Int64")
+        return table[FRAME_COLUMNS].reset_index(drop=True)
+
+
+def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str, Any]:
+    done = group[group["status"] == "complete"]
+    mean, std, half = mean_and_ci(done["accuracy"].astype(float).tolist())
+    row = dict(zip(KEYS, key, strict=True))
+    row.update(
+        label=group["label"].iloc[0],
+        dataset_fingerprint=group["dataset_fingerprint"].iloc[0],
+        role=group["role"].iloc[0],
+        source=group["source"].iloc[0],
+        seeds=len(done),
+        failed_runs=int((group["status"] != "complete").sum()),
+        accuracy=mean,
+        accuracy_std=std,
+        accuracy_ci95=half,
+        accuracy_per_seed=dict(
+            zip(done["seed"].astype(int).tolist(), done["accuracy"].astype(float).tolist(), strict=True)
+        ),
+        macro_f1=done["macro_f1"].astype(float).mean(),
+        loss=done["loss"].astype(float).mean(),
+        validation_accuracy=done["validation_accuracy"].astype(float).mean(),
+        tuned=group["tuned"].iloc[0],
+        hyperparameters=group["hyperparameters"].iloc[0],
+        run_ids=sorted(group["run_id"]),
+        reload_identical=bool(done["reload_identical"].fillna(False).all()) if len(done) else pd.NA,
+    )
+    for column in COST_COLUMNS:
+        row[column] = done[column].astype(float).mean() if len(done) else np.nan
+    row["_correct"] = _correctness(records)
+    return row
+
+
+def _correctness(records: list[RunRecord]) -> np.ndarray | None:
+    """Per completed seed and test example, 1 if the prediction was right (None if unknown)."""
+    rows = [
+        np.asarray(r.predictions) == np.asarray(r.references)
+        for r in records
+        if r.status == "complete" and r.predictions and len(r.predictions) == len(r.references)
+    ]
+    if not rows or len({len(row) for row in rows}) != 1:
+        return None
+    return np.asarray(rows, dtype=float)
+
+
+def _compare(group: pd.DataFrame) -> pd.DataFrame:
+    """Δ and paired-bootstrap p-values against the baseline and the best row of one table.
+
+    Rows are only compared with rows on the same data (same dataset fingerprint): a dataset
+    that changed under the same name is a different test set.
+    """
+    group = group.copy()
+    for column in ("delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best"):
+        group[column] = np.nan
+    group["tied_for_best"] = False
+    for index, row in group.iterrows():
+        if row["seeds"] == 0:
+            continue
+        same_data = group[(group["seeds"] > 0) & (group["dataset_fingerprint"] == row["dataset_fingerprint"])]
+        baselines = same_data[same_data["role"] == "baseline"].sort_values("seeds", ascending=False)
+        best = same_data.loc[same_data["accuracy"].idxmax()]
+        if len(baselines):
+            anchor = baselines.iloc[0]
+            group.at[index, "delta_vs_baseline"] = row["accuracy"] - anchor["accuracy"]
+            group.at[index, "p_vs_baseline"] = _p_value(row["_correct"], anchor["_correct"])
+        group.at[index, "delta_vs_best"] = row["accuracy"] - best["accuracy"]
+        p_best = 1.0 if index == best.name else _p_value(row["_correct"], best["_correct"])
+        group.at[index, "p_vs_best"] = p_best
+        group.at[index, "tied_for_best"] = bool(p_best >= SIGNIFICANCE) if not np.isnan(p_best) else False
+    return group.drop(columns="_correct")
+
+
+def _p_value(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    if a is None or b is None or a.shape[1] != b.shape[1]:
+        return np.nan
+    return paired_bootstrap(a, b).p_value
+
+
+def config_key(record: RunRecord) -> str:
+    """What tells two configurations of one method apart: hyper-parameters, training settings,
+    the data (its fingerprint) and the code (method source, peftbench version) — runs that differ
+    in any of these are never averaged together."""
+    return run_key(_config(record))
+
+
+def _config(record: RunRecord) -> dict[str, Any]:
+    return {
+        "hp": record.hyperparameters,
+        "train": record.train_config,
+        "data": record.dataset_fingerprint,
+        "source": record.method_source,
+        "peftbench": record.peftbench_version,
+    }
+
+
+def variant_labels(records: list[RunRecord]) -> dict[str, str]:
+    """run id -> the row's name: the method, and where one method has several configurations in
+    a table, the values of whatever varies between them (``lora (r=8)``, ``lora (r=16)``)."""
+    configs: dict[tuple, dict[str, dict]] = {}
+    for record in records:
+        configs.setdefault((record.model, record.dataset, record.method), {})[config_key(record)] = _config(
+            record
+        )
+    names: dict[tuple, str] = {}
+    for (model, dataset, method), variants in configs.items():
+        varying = _varying(list(variants.values()))
+        for key, config in variants.items():
+            shown = ", ".join(_shown(section, name, config) for section, name in varying)
+            names[model, dataset, method, key] = (
+                f"{method} ({shown or key[:6]})" if len(variants) > 1 else method
+            )
+    return {r.run_id: names[r.model, r.dataset, r.method, config_key(r)] for r in records}
+
+
+_SECTIONS = ("hp", "train", "data", "source", "peftbench")  # what a configuration is made of
+
+
+def _varying(configs: list[dict]) -> list[tuple[str, str | None]]:
+    """(section, key) pairs whose value is not the same in every configuration, in a stable order."""
+    varying = []
+    for section in _SECTIONS:
+        values = [config[section] for config in configs]
+        if isinstance(values[0], dict):
+            keys = dict.fromkeys(key for value in values for key in value or {})
+            varying += [(section, key) for key in keys if len({repr((v or {}).get(key)) for v in values}) > 1]
+        elif len({repr(value) for value in values}) > 1:
+            varying.append((section, None))
+    return varying
+
+
+def _shown(section: str, key: str | None, config: dict) -> str:
+    if key is not None:
+        return hp_text({key: config[section].get(key)})
+    found = config[section] or "unknown"
+    return {"data": f"data {found[:6]}", "peftbench": f"peftbench {found}"}.get(section, str(found))
+
+
+def _latest_per_seed(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """One record per configuration and seed (the last finished), so no seed counts twice."""
+    latest: dict[tuple, RunRecord] = {}
+    for record in records:
+        key = (record.model, record.dataset, record.method, config_key(record), record.seed)
+        if key not in latest or record.finished_at >= latest[key].finished_at:
+            latest[key] = record
+    return list(latest.values())
+
+
+def edge_keys(tuning: dict[str, Any] | None) -> list[str]:
+    """Keys whose chosen value is the smallest or largest value tried: the optimum may lie beyond."""
+    if not tuning or not tuning.get("chosen"):
+        return []
+    edges = []
+    for key, chosen in tuning["chosen"].items():
+        tried = {
+            row["hyperparameters"].get(key)
+            for row in tuning.get("candidates", [])
+            if isinstance(row.get("hyperparameters"), dict)
+        }
+        numbers = sorted(v for v in tried if isinstance(v, int | float) and not isinstance(v, bool))
+        if len(numbers) > 1 and chosen in (numbers[0], numbers[-1]):
+            edges.append(key)
+    return edges
+
+
+def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
+    m, c = record.metrics, record.costs
+    chosen = (record.tuning or {}).get("chosen") or {}
+    return {
+        "model": record.model,
+        "dataset": record.dataset,
+        "method": record.method,
+        "label": label,
+        "config": config_key(record),
+        "run_id": record.run_id,
+        "dataset_fingerprint": record.dataset_fingerprint,
+        "role": record.role,
+        "source": record.method_source,
+        "seed": record.seed,
+        "status": record.status,
+        "accuracy": m.get("accuracy"),
+        "macro_f1": m.get("macro_f1"),
+        "loss": m.get("loss"),
+        "validation_accuracy": m.get("validation_accuracy"),
+        "trainable_params": c.get("trainable_params"),
+        "total_params": c.get("total_params"),
+        "trainable_percent": c.get("trainable_percent"),
+        "train_seconds": c.get("train_seconds"),
+        "samples_per_second": c.get("train_samples_per_second"),
+        "tokens_per_second": c.get("train_tokens_per_second"),
+        "eval_seconds": c.get("eval_seconds"),
+        "peak_memory_mb": c.get("peak_memory_mb"),
+        "adapter_bytes": c.get("adapter_bytes"),
+        "mfu": c.get("model_flops_utilisation"),
+        "reload_identical": record.reload.get("predictions_identical"),
+        "tuned": hp_text(chosen, edge_keys(record.tuning)),
+        "error": record.error,
+        "hyperparameters": dict(record.hyperparameters),
+    }

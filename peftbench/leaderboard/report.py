@@ -1,0 +1,127 @@
+"""The leaderboard for people: the columns every table shows, as Markdown (terminal) and CSV.
+
+``COLUMNS`` is the one definition of what a leaderboard table shows and how each value is
+written; the terminal table here and the site's tables (``peftbench.docgen``) both use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from peftbench.formatting import escape, number, p_text
+from peftbench.leaderboard.model import GROUP
+from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
+
+LEGEND = (
+    "accuracy: mean over seeds ± 95% Student-t interval (SD: standard deviation over seeds); "
+    f"p: two-level paired bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples), which draws test examples "
+    "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
+    f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
+    "(grid edge): the tuned value is the end of its search range."
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a leaderboard table: its header, its text per row, and what it sorts by."""
+
+    header: str
+    text: Callable[[Any], str]  # a row of the leaderboard frame -> plain (unescaped) text
+    sort: str | None = None  # the frame column holding the numeric value to sort by
+    untrusted: bool = False  # text from plugins and records (names, sources, values): escape it
+
+
+def _numeric(header: str, column: str, spec: str, scale: float = 1.0) -> Column:
+    return Column(header, lambda row: number(getattr(row, column), spec, scale), column)
+
+
+def _accuracy(row) -> str:
+    if not row.seeds:
+        return "failed"
+    interval = "" if pd.isna(row.accuracy_ci95) else f" ± {number(row.accuracy_ci95, '.2f', 100)}"
+    return number(row.accuracy, ".2f", 100) + interval
+
+
+def _delta(row) -> str:
+    delta = number(row.delta_vs_baseline, "+.2f", 100)
+    if not delta or row.role == "baseline" or pd.isna(row.p_vs_baseline):
+        return delta
+    return f"{delta} ({p_text(row.p_vs_baseline)})"
+
+
+COLUMNS = [
+    Column("rank", lambda row: "" if pd.isna(row.rank) else str(int(row.rank)), "rank"),
+    Column(
+        "method", lambda row: row.label + ("" if row.role == "method" else f" ({row.role})"), untrusted=True
+    ),
+    Column("source", lambda row: row.source, untrusted=True),
+    Column(
+        "seeds",
+        lambda row: f"{row.seeds}" + (f" ({row.failed_runs} failed)" if row.failed_runs else ""),
+        "seeds",
+    ),
+    Column("accuracy %", _accuracy, "accuracy"),
+    Column("SD", lambda row: number(row.accuracy_std, ".2f", 100) if row.seeds > 1 else ""),
+    Column("best", lambda row: "★" if row.tied_for_best else ""),
+    _numeric("macro-F1 %", "macro_f1", ".2f", 100),
+    Column("Δ vs baseline", _delta, "delta_vs_baseline"),
+    _numeric("trainable params", "trainable_params", ",.0f"),
+    _numeric("trainable %", "trainable_percent", ".3f"),
+    Column("tuned", lambda row: row.tuned if isinstance(row.tuned, str) else "", untrusted=True),
+    _numeric("train s", "train_seconds", ".1f"),
+    _numeric("samples/s", "samples_per_second", ".1f"),
+    _numeric("tokens/s", "tokens_per_second", ",.0f"),
+    _numeric("eval s", "eval_seconds", ".1f"),
+    _numeric("peak MB", "peak_memory_mb", ",.0f"),
+    _numeric("MFU %", "mfu", ".1f", 100),
+    _numeric("adapter KB", "adapter_bytes", ",.1f", 1 / 1024),
+    Column(
+        "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
+    ),
+]
+#: Shown only where some row has a value (MFU is measured on GPUs only).
+OPTIONAL = {"MFU %"}
+
+
+def table_texts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every column's plain text for each row of one (model, dataset) table, unescaped."""
+    rows = [{column.header: column.text(row) for column in COLUMNS} for row in frame.itertuples(index=False)]
+    shown = pd.DataFrame(rows, columns=[column.header for column in COLUMNS])
+    empty = [header for header in OPTIONAL if shown[header].eq("").all()]
+    return shown.drop(columns=empty)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A Markdown table per (model, dataset), readable in a terminal as it is."""
+    if frame.empty:
+        return "No run records found."
+    parts = []
+    for (model, dataset), group in frame.groupby(GROUP, sort=False):
+        parts.append(f"### {escape(model, 'table')} on {escape(dataset, 'table')}\n")
+        texts = table_texts(group)
+        for column in COLUMNS:
+            if column.untrusted:
+                texts[column.header] = texts[column.header].map(lambda text: escape(text, "table"))
+        parts.append(texts.to_markdown(index=False, disable_numparse=True))
+        parts.append("")
+    parts.append(LEGEND)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
+    """Every column of the frame; dicts and lists (per-seed values, run ids) as JSON text."""
+    frame = frame.copy()
+    for column in ("accuracy_per_seed", "hyperparameters", "run_ids"):
+        frame[column] = frame[column].map(lambda value: json.dumps(value, default=_plain, sort_keys=True))
+    return frame.to_csv(path, index=False)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)

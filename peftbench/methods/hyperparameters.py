@@ -1,0 +1,191 @@
+"""Method hyper-parameters, each declared once: its type, default, bounds and help.
+
+A method declares them as a pydantic model, a subclass of ``TrainingHyperparameters`` (which
+brings the learning rate, weight decay and warm-up every trained method has)::
+
+    class Hyperparameters(TrainingHyperparameters):
+        r: int = Field(8, ge=1, description="rank of the low-rank update")
+
+pydantic converts ``--hp lora.r=16`` (a string) to the declared type and checks the bounds;
+what it refuses is worded here as one line naming the method and the key. Why pydantic rather
+than a dataclass: the conversion of command-line strings, bounds, finiteness and unknown keys
+are what a plugin author would otherwise write by hand for every method, and pydantic already
+does them, for every type, in one declaration that the docs and ``peftbench methods`` read too.
+
+A plugin may still declare plain ``defaults`` (and ``bounds``) dicts on its ``Method``: a model
+is built from them, the type of each default being the accepted type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import PydanticCustomError
+
+from peftbench.errors import PeftbenchError
+from peftbench.validation import Refusal, field_bounds, interval, range_text, refusal, type_name
+
+MODULE_NAMES_FORMS = 'module names, e.g. query,value or ["query", "value"]'
+
+
+def _module_names(value: Any) -> list[str] | None:
+    """``None``, a list of names, a JSON list or ``"query,value"`` -> ``None`` or a list of names.
+
+    peft reads a plain string as a regular expression, so ``--hp lora.target_modules=query,value``
+    would otherwise match nothing and fail every run late.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") or text == "null":
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text  # refused below, with the accepted forms
+        elif text:
+            value = [part.strip() for part in text.split(",")]
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(name, str) and name.strip() for name in value):
+        return [name.strip() for name in value]
+    raise PydanticCustomError("module_names", f"must be {MODULE_NAMES_FORMS}, got {value!r}")
+
+
+def _comma_list(value: Any) -> Any:
+    """A list hyper-parameter from the command line: ``a,b`` (or JSON) -> ``["a", "b"]``."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return parsed if isinstance(parsed, list) else value
+    return value
+
+
+ModuleNames = Annotated[list[str] | None, BeforeValidator(_module_names)]
+"""The type of a hyper-parameter naming modules to adapt (``None``: peft's default for the
+architecture). Takes ``query,value``, ``["query", "value"]`` or a list; always holds a list."""
+
+
+class Hyperparameters(BaseModel):
+    """Hyper-parameters of a method that trains nothing; the base of every method's model."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class TrainingHyperparameters(Hyperparameters):
+    """The optimiser's hyper-parameters, which every method that trains has."""
+
+    learning_rate: float = Field(5e-4, ge=1e-12, description="peak learning rate of AdamW")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW's decoupled weight decay")
+    warmup_ratio: float = Field(
+        0.06, ge=0.0, le=1.0, description="share of the steps with a linear warm-up (then linear decay)"
+    )
+
+
+def learning_rate_field(default: float) -> Any:
+    """The learning rate with a method's own default; its bounds and help stay as declared above:
+    ``learning_rate: float = learning_rate_field(1e-3)``."""
+    declared = TrainingHyperparameters.model_fields["learning_rate"]
+    return Field(default, description=declared.description, **field_bounds(declared))
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One hyper-parameter as a reference table shows it."""
+
+    name: str
+    default: Any
+    type: str
+    range: str
+    help: str
+
+
+def declared(model: type[Hyperparameters]) -> list[Declared]:
+    """Each hyper-parameter of ``model``: name, default, type, allowed range and help, in order."""
+    return [
+        Declared(name, field.default, type_name(field), range_text(field), field.description or "")
+        for name, field in model.model_fields.items()
+    ]
+
+
+def from_defaults(
+    name: str,
+    defaults: dict[str, Any],
+    bounds: dict[str, tuple[float | None, float | None]],
+    trains: bool,
+) -> type[Hyperparameters]:
+    """The model of a method that declares plain ``defaults`` and ``bounds`` dicts.
+
+    The type of each default is the accepted type; a ``None`` default takes any value, except a
+    ``*_modules`` key, which takes module names (``ModuleNames``). Inclusive ``(low, high)``
+    bounds, ``None`` for an open side, replace those of an inherited training hyper-parameter.
+    """
+    base = TrainingHyperparameters if trains else Hyperparameters
+    if not defaults and not bounds:
+        return base
+    fields: dict[str, Any] = {}
+    for key in dict.fromkeys([*defaults, *bounds]):
+        inherited = base.model_fields.get(key)
+        if key not in defaults and inherited is None:
+            continue  # bounds for a hyper-parameter the method does not have
+        default = defaults.get(key, inherited.default if inherited else None)
+        limits = field_bounds(inherited)
+        annotation = inherited.annotation if inherited else _annotation(key, default)
+        if key in bounds:
+            low, high = bounds[key]
+            if annotation is int:  # an int bounded by 1e-12 takes 1 and up
+                low = None if low is None else math.ceil(low)
+                high = None if high is None else math.floor(high)
+            limits = {k: v for k, v in (("ge", low), ("le", high)) if v is not None}
+        description = inherited.description if inherited else None
+        fields[key] = (annotation, Field(default, description=description, **limits))
+    return create_model(f"{name.title().replace('_', '')}Hyperparameters", __base__=base, **fields)
+
+
+def _annotation(key: str, default: Any) -> Any:
+    if default is None:
+        return ModuleNames if key.endswith("_modules") else Any
+    if isinstance(default, (list, tuple)):
+        return Annotated[list, BeforeValidator(_comma_list)]
+    return type(default)
+
+
+def resolve(method: str, model: type[Hyperparameters], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The defaults of ``model`` with ``overrides`` applied and checked; one line naming the key if not."""
+    overrides = dict(overrides or {})
+    for key, value in overrides.items():
+        field = model.model_fields.get(key)
+        if isinstance(value, bool) and type_name(field) in ("int", "float"):  # pydantic takes True as 1
+            raise PeftbenchError(_words(method, model, Refusal(key, value, "bool", "", field)))
+    try:
+        return model(**overrides).model_dump()
+    except ValidationError as error:
+        raise PeftbenchError(_words(method, model, refusal(model, error))) from None
+
+
+def _words(method: str, model: type[Hyperparameters], refused: Refusal) -> str:
+    key, value, field = refused.name, refused.value, refused.field
+    if refused.kind == "extra_forbidden":
+        known = ", ".join(sorted(model.model_fields)) or "none, it takes no hyper-parameters"
+        return f"method '{method}' has no hyper-parameter '{key}'; known: {known}"
+    shown = _as_declared(value, field)
+    if refused.not_finite:
+        return f"method '{method}': hyper-parameter '{key}'={shown} must be a finite number"
+    if refused.out_of_range:
+        return f"method '{method}': hyper-parameter '{key}'={shown} is out of range {interval(field)}"
+    if refused.kind == "module_names":
+        return f"method '{method}': hyper-parameter '{key}' {refused.message}"
+    return f"method '{method}': hyper-parameter '{key}' must be {type_name(field)}, got {value!r}"
+
+
+def _as_declared(value: Any, field) -> Any:
+    """A refused value as its field's type holds it (``"2"`` for a float is shown as ``2.0``)."""
+    kind = type_name(field)
+    try:
+        return float(value) if kind == "float" else int(value) if kind == "int" else value
+    except (TypeError, ValueError):
+        return value

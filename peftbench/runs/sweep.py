@@ -1,0 +1,197 @@
+"""A sweep: every requested method x seed, plus the reference rows, on one model and dataset.
+
+Everything that can be checked is checked before any training starts (settings, method names,
+hyper-parameters, output folder, dataset, model and its position limit), so a typo costs
+seconds, not a night. Runs whose complete record already exists are skipped unless ``force``.
+
+The sweep plans and decides; an executor only runs batches of independent runs and the results
+store keeps what they produce. With a parallel executor, every method's tuning candidates form
+one batch and every final run a second one, so a cluster gets all the parallelism the
+dependency between them allows.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftbench.errors import PeftbenchError
+from peftbench.formatting import hp_text
+from peftbench.models import position_limit
+from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
+from peftbench.records import RunRecord
+from peftbench.runs.context import SweepContext, build_context
+from peftbench.runs.executors import Executor, get_executor
+from peftbench.runs.spec import RunSpec, make_spec
+from peftbench.runs.store import ResultStore
+from peftbench.settings import SweepConfig
+from peftbench.tuning import candidates, select_configuration, tuning_grid
+
+Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: its final runs, and those of them that did not complete."""
+
+    out: Path
+    final_run_ids: list[str] = field(default_factory=list)
+    #: This sweep's final runs that failed or diverged, even where the store kept an earlier
+    #: complete record of the same run (a failed ``--force`` rerun): the sweep is judged by these.
+    incomplete: list[RunRecord] = field(default_factory=list)
+
+
+def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
+    """The (method, resolved hyper-parameters) pairs of the sweep; raises on any bad input."""
+    entries = [registry.get(name) for name in config.methods]
+    if config.references:
+        asked = set(config.methods)
+        always = [e for e in registry.entries() if e.method.always_run and e.method.name not in asked]
+        entries = always + entries
+    for method in config.hp:
+        if method not in {e.method.name for e in entries}:
+            registry.get(method)  # unknown names get the list of known ones
+            raise PeftbenchError(f"hyper-parameters given for '{method}', which is not in --methods")
+    return [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
+
+
+def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
+    """Run the sweep; its records and adapters end up under ``config.out``."""
+    plan = plan_runs(config, registry or collect_methods())
+    store = ResultStore(config.out)
+    executor = get_executor(config.executor, config.ray_address)
+    try:
+        placement = executor.start(config.device, config.train.precision)
+        ctx = build_context(config, placement)
+        _check_model(ctx)
+        sweep = _Sweep(config, ctx, store, executor)
+        sweep.say(
+            f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
+            f"on {placement.device} ({ctx.precision})"
+        )
+        for line in [placement.description, *(f"  note: {note}" for note in ctx.data.notes)]:
+            if line:
+                sweep.say(line)
+        sweep.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
+        # One method at a time in this process; every method at once on a parallel executor.
+        for group in [plan] if executor.parallel else [[item] for item in plan]:
+            sweep.run_group(group)
+        return sweep.outcome
+    finally:
+        executor.close()
+
+
+def _check_model(ctx: SweepContext) -> None:
+    """Load the model once now: one clear error instead of one failed record per run."""
+    model = ctx.fresh_model(0)
+    limit, asked = position_limit(model), ctx.train_config.max_length
+    if limit is not None and asked > limit:
+        raise PeftbenchError(
+            f"--max-length {asked} is more than model '{ctx.model_name}' takes: it has {limit} "
+            f"positions; use --max-length {limit} or less"
+        )
+
+
+class _Sweep:
+    """The state of one sweep while it runs: what is planned, done, and reported."""
+
+    def __init__(self, config: SweepConfig, ctx: SweepContext, store: ResultStore, executor: Executor):
+        self.config, self.ctx, self.store, self.executor = config, ctx, store, executor
+        self.seeds = list(config.seeds)
+        self.outcome = SweepOutcome(store.out)
+        self.done = 0
+        self.planned = 0
+
+    def grid(self, entry: RegisteredMethod) -> dict[str, list[Any]]:
+        name = entry.method.name
+        return tuning_grid(entry.method, self.config.hp.get(name)) if self.config.tune else {}
+
+    def total(self, plan: Plan) -> int:
+        self.planned = sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
+        return self.planned
+
+    def run_group(self, group: Plan) -> None:
+        """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
+        grids = {entry.method.name: self.grid(entry) for entry, _ in group}
+        tuning_runs = {entry.method.name: self._candidates(entry, grids[entry.method.name]) for entry, _ in group}
+        tried = self._execute([spec for specs in tuning_runs.values() for spec in specs])
+        finals = []
+        for entry, hp in group:
+            name, tuning = entry.method.name, None
+            if grids[name]:
+                tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
+                hp = entry.method.hyperparameters({**self.config.hp.get(name, {}), **tuning["chosen"]})
+                chosen = tuning["chosen"]
+                self.say(f"  {name}: " + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"]))
+            finals += [
+                make_spec(self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}") for seed in self.seeds
+            ]
+        self._execute(finals)
+        self.outcome.final_run_ids += [spec.run_id for spec in finals]
+
+    def _candidates(self, entry: RegisteredMethod, grid: dict[str, list[Any]]) -> list[RunSpec]:
+        """One tuning run per combination of the method's search space, in the grid's order."""
+        name, overrides = entry.method.name, self.config.hp.get(entry.method.name, {})
+        return [
+            make_spec(
+                self.ctx,
+                entry,
+                entry.method.hyperparameters({**overrides, **combo}),
+                self.seeds[0],
+                "tune",
+                label=f"{name} tuning {hp_text(combo)}",
+            )
+            for combo in candidates(grid)
+        ]
+
+    def _execute(self, specs: list[RunSpec]) -> dict[str, RunRecord]:
+        """Skip what is complete, hand the rest to the executor, keep each result as it arrives.
+
+        A sequential executor gets one run at a time, so progress lines keep the plan's order.
+        """
+        records: dict[str, RunRecord] = {}
+        for batch in [specs] if self.executor.parallel else [[spec] for spec in specs]:
+            todo = []
+            for spec in batch:
+                existing = None if self.config.force else self.store.complete(spec.run_id)
+                if existing is None:
+                    todo.append(spec)
+                    continue
+                if spec.stage == "final" and existing.tuning != spec.tuning:
+                    # The same run, now reached through tuning (or tuned afresh): say so in its record.
+                    existing.tuning = spec.tuning
+                    self.store.write(existing)
+                records[spec.run_id] = existing
+                self._report(spec, f"skipped, complete record exists ({spec.run_id}.json)")
+            for spec, record, staged in self.executor.run(self.ctx, todo, self.store):
+                kept = self.store.settle(record, staged)
+                records[spec.run_id] = kept
+                if spec.stage == "final" and record.status != "complete":
+                    self.outcome.incomplete.append(record)
+                note = "" if kept is record else "; the earlier complete record and adapter are kept"
+                self._report(spec, _summary(record) + note)
+        return records
+
+    def _report(self, spec: RunSpec, message: str) -> None:
+        """``[k/total] label: what happened``, numbered in the order runs finish."""
+        self.done += 1
+        self.say(f"[{self.done}/{self.planned}] {spec.label}: {message}")
+
+    def say(self, message: str) -> None:
+        if self.config.progress:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _summary(record: RunRecord) -> str:
+    if record.status != "complete":
+        return f"{record.status.upper()}: {record.error}"
+    m, c = record.metrics, record.costs
+    if record.stage == "tune":
+        return f"validation accuracy {m['validation_accuracy']:.2%}, {c['train_seconds']:.0f} s training"
+    reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
+    return (
+        f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "
+        f"{c['train_seconds']:.0f} s training, {reload}"
+    )

@@ -1,0 +1,203 @@
+"""Every sweep and training setting, declared once: its type, default, bounds and help.
+
+``peftbench run``'s options, ``peftbench.run(**settings)``, their validation and what a record
+stores as ``train_config`` are all derived from the two models below, so a new setting is one
+field. ``TrainConfig`` holds what decides a run's result (recorded in every record and part of
+its run id); ``SweepConfig`` says what to run, on what, and where the results go.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+
+from peftbench.errors import PeftbenchError, UnknownNameError
+from peftbench.precision import Precision
+from peftbench.validation import Real, Refusal, Whole, range_hint, refusal, type_words
+
+#: More epochs than this is a typo (``--epochs 1e9`` would plan a billion epochs of batches).
+MAX_EPOCHS = 1000
+#: torch, numpy and CUDA generators all take a 32-bit seed.
+SEED_LIMIT = 2**32
+
+
+def cli(flag: str | None = None, metavar: str | None = None, repeat: bool = False) -> dict[str, Any]:
+    """How a setting appears on the command line when not as ``--its-name VALUE``."""
+    return {"cli": {"flag": flag, "metavar": metavar, "repeat": repeat}}
+
+
+class _Settings(BaseModel):
+    """Settings refuse a bad value in one line for people (``PeftbenchError``), however built."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line(cls, data: Any, handler: Any) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as error:
+            raise PeftbenchError(_words(refusal(cls, error), cls is TrainConfig)) from None
+
+
+class TrainConfig(_Settings):
+    """Training settings shared by every run of a sweep, recorded in each record and its run id.
+
+    Per-method settings (learning rate, rank, ...) are hyper-parameters, not training settings.
+    """
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    epochs: Real = Field(
+        1.0, gt=0, le=MAX_EPOCHS, description="passes over the training split (a fraction trains part of one)"
+    )
+    batch_size: Whole = Field(32, ge=1, description="training examples per optimiser step")
+    eval_batch_size: Whole = Field(128, ge=1, description="examples per evaluation batch")
+    max_length: Whole = Field(128, ge=2, description="tokens per example after truncation")
+    max_grad_norm: Real = Field(1.0, gt=0, description="gradient-clipping norm")
+    max_steps: Whole | None = Field(None, ge=1, description="cap on optimiser steps, for smoke runs")
+    log_every: Whole = Field(10, ge=1, description="optimiser steps between loss readings (and NaN checks)")
+    precision: Precision = Field("auto", description="auto: bf16 where the device runs it natively")
+    compile: bool = Field(False, description="torch.compile the model (pays off on GPUs, for long runs)")
+
+
+def _method_names(value: Any) -> tuple[str, ...]:
+    """``"lora,ia3"`` or ``["lora", "ia3"]``: each name once."""
+    names = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)
+    if not names or names == [""]:
+        raise PeftbenchError("no methods given: pass at least one, e.g. --methods lora")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise PeftbenchError(f"method '{twice}' is named twice in --methods: name each method once")
+    return tuple(names)
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """``"0,1,2"``, ``[0, 1, 2]`` or ``3`` (one seed): non-negative, below 2**32, each once."""
+    if isinstance(value, str):
+        parsed = []
+        for part in (part.strip() for part in value.split(",")):
+            try:
+                parsed.append(int(part))
+            except ValueError:
+                raise PeftbenchError(f"seed '{part}' is not an integer: write --seeds 0,1,2") from None
+        value = parsed
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = [value]
+    seeds = []
+    for seed in value:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise PeftbenchError(f"seed {seed!r} is not a non-negative integer")
+        if seed >= SEED_LIMIT:
+            raise PeftbenchError(f"seed {seed} is too large: use one below 2**32 ({SEED_LIMIT})")
+        seeds.append(int(seed))
+    if not seeds:
+        raise PeftbenchError("no seeds given: pass at least one, e.g. --seeds 0")
+    return tuple(dict.fromkeys(seeds))
+
+
+def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
+    """``["lora.r=16", "ia3.learning_rate=0.01"]`` (or an already nested dict) -> nested dict."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return {method: dict(values) for method, values in items.items()}
+    nested: dict[str, dict[str, Any]] = {}
+    for item in [items] if isinstance(items, str) else items:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.strip().partition(".")
+        if not (sep and dot and method and key):
+            raise PeftbenchError(
+                f"bad hyper-parameter override '{item}': write METHOD.KEY=VALUE, e.g. lora.r=16"
+            )
+        nested.setdefault(method, {})[key.strip()] = value.strip()
+    return nested
+
+
+class SweepConfig(_Settings):
+    """What a sweep runs (model, data, methods, seeds), how it is trained, and where results go."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    model: str = Field("gpt2", description="Hub id, local folder or alias (minilm, tiny-gpt2, gpt2-random)")
+    dataset: str = Field("rotten_tomatoes", description="Hub id, mirror name, folder or file")
+    dataset_config: str | None = Field(None, description="dataset configuration, e.g. sst2 for glue")
+    methods: Annotated[tuple[str, ...], BeforeValidator(_method_names)] = Field(
+        ("lora",), description="comma-separated method names"
+    )
+    seeds: Annotated[tuple[int, ...], BeforeValidator(_seeds)] = Field(
+        (0,), description="comma-separated integer seeds"
+    )
+    num_seeds: Whole | None = Field(None, ge=1, description="use seeds 0..N-1 (instead of --seeds)")
+    tune: bool = Field(False, description="pick hyper-parameters on validation, then test every seed")
+    hp: Annotated[dict[str, dict[str, Any]], BeforeValidator(parse_hp_overrides)] = Field(
+        default_factory=dict,
+        description="hyper-parameter override, repeatable, e.g. --hp lora.r=16",
+        json_schema_extra=cli(metavar="METHOD.KEY=VALUE", repeat=True),
+    )
+    text_column: str | None = Field(None, description="the text column (default: detected)")
+    label_column: str | None = Field(None, description="the label column (default: detected)")
+    device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda if present)")
+    out: Path = Field(Path("runs"), description="results folder (records/ and adapters/)")
+    force: bool = Field(False, description="rerun runs that already have a complete record")
+    references: bool = Field(
+        True,
+        description="also run the reference rows (untuned baseline, majority class, head only)",
+        json_schema_extra=cli(flag="--no-references"),
+    )
+    trust_remote_code: bool = Field(False, description="allow model code from the Hub")
+    progress: bool = Field(True, description="print progress", json_schema_extra=cli(flag="--quiet"))
+    executor: str = Field("local", description="local (this process) or ray (a Ray task per run)")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_seeds(cls, data: Any) -> Any:
+        """``num_seeds=N`` means seeds 0..N-1; giving both is a mistake, not a choice."""
+        if not isinstance(data, dict) or data.get("num_seeds") is None:
+            return data
+        if "seeds" in data:
+            raise PeftbenchError("--seeds and --num-seeds are mutually exclusive: pass one of them")
+        count = data["num_seeds"]
+        if isinstance(count, numbers.Integral) and not isinstance(count, bool) and count >= 1:
+            data = {**data, "seeds": range(count)}
+        return data
+
+
+def setting_fields() -> dict[str, FieldInfo]:
+    """Every setting by name, flat: the sweep's, then the training ones (as the CLI lists them)."""
+    sweep = {name: field for name, field in SweepConfig.model_fields.items() if name != "train"}
+    return {**sweep, **TrainConfig.model_fields}
+
+
+def sweep_config(**settings: Any) -> SweepConfig:
+    """A ``SweepConfig`` from flat settings, as ``peftbench.run`` and ``peftbench run`` take them."""
+    known = setting_fields()
+    for name in settings:
+        if name not in known:
+            raise UnknownNameError(f"unknown setting '{name}'; known settings: {', '.join(known)}")
+    train = {name: value for name, value in settings.items() if name in TrainConfig.model_fields}
+    sweep = {name: value for name, value in settings.items() if name not in train}
+    return SweepConfig(**sweep, train=TrainConfig(**train))
+
+
+def _words(refused: Refusal, training: bool) -> str:
+    """One line saying which setting was refused, what it was given and what to give instead."""
+    name, value, field = refused.name, refused.value, refused.field
+    if refused.choices:
+        known = ", ".join(str(choice) for choice in refused.choices)
+        return f"unknown {name} {value!r}; known {name}s: {known}"
+    shown = f"{'training setting' if training else 'setting'} {name}={value!r}"
+    if refused.out_of_range or refused.not_finite:
+        return f"{shown} is out of range: {range_hint(field)}"
+    if refused.kind.startswith("bool"):
+        return f"{shown} must be true or false"
+    if refused.kind.endswith(("_type", "_parsing", "_from_float")):
+        return f"{shown} must be {type_words(field)}: {range_hint(field)}"
+    return f"{shown}: {refused.message}"

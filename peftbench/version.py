@@ -1,0 +1,3 @@
+"""peftbench's version: declared here only (pyproject.toml reads it; records and run ids carry it)."""
+
+__version__ = "0.3.0"

@@ -1,0 +1,173 @@
+"""The leaderboard's data model and its terminal/CSV views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import record
+from peftbench.leaderboard import Leaderboard
+from peftbench.records import RunRecord
+
+
+def test_leaderboard_averages_seeds_and_never_averages_failed_runs():
+    board = Leaderboard(
+        [
+            record("baseline", 0, 0.5, role="baseline"),
+            record("lora", 0, 0.8),
+            record("lora", 1, 0.9),
+            record("lora", 2, 0.0, status="failed", error="boom"),
+            record("ia3", 0, 0.0, status="diverged"),
+        ]
+    )
+    frame = board.to_frame().set_index("method")
+    assert frame.loc["lora", "accuracy"] == pytest.approx(0.85)
+    assert frame.loc["lora", "accuracy_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert frame.loc["lora", "seeds"] == 2 and frame.loc["lora", "failed_runs"] == 1
+    assert frame.loc["lora", "delta_vs_baseline"] == pytest.approx(0.35)
+    assert frame.loc["lora", "rank"] == 1 and frame.loc["baseline", "rank"] == 2
+    assert frame.loc["ia3", "seeds"] == 0 and frame.loc["ia3", "failed_runs"] == 1
+    assert pd.isna(frame.loc["ia3", "accuracy"])
+    assert list(frame.index) == ["lora", "baseline", "ia3"]  # failed-only rows last
+    markdown = board.to_markdown()
+    # two seeds: t(0.975, 1) = 12.706, so the interval is 12.706 * 0.0707 / sqrt(2) = 63.53 points
+    assert "| failed" in markdown and "2 (1 failed)" in markdown and "85.00 ± 63.53" in markdown
+
+
+def test_leaderboard_escapes_names_from_plugins():
+    markdown = Leaderboard([record("<script>alert(1)</script>", 0, 0.7)]).to_markdown()
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+
+
+def test_empty_leaderboard():
+    assert Leaderboard([]).to_frame().empty
+    assert Leaderboard([]).to_markdown() == "No run records found."
+
+
+def test_runs_on_other_data_or_code_are_never_averaged_and_no_seed_counts_twice():
+    """A rerun after the data changed (or peftbench was upgraded) is a separate row, not extra seeds."""
+
+    def run(seed, accuracy, fingerprint="data-a", version="0.2.0", finished="2026-01-01", method="lora"):
+        role = "baseline" if method == "baseline" else "method"
+        made = record(method, seed, accuracy, role=role, dataset_fingerprint=fingerprint,
+                      finished_at=finished, environment={"packages": {"peftbench": version}})  # fmt: skip
+        made.run_id = f"{method}-{seed}-{fingerprint}-{version}-{finished}"
+        return made
+
+    board = Leaderboard(
+        [
+            run(0, 0.5, method="baseline"),
+            run(0, 0.9),
+            run(1, 0.7),
+            run(0, 0.6, fingerprint="data-b"),  # the same name, other data
+            run(1, 0.1, version="0.1.0"),  # the same run by older code
+            run(1, 0.8, finished="2026-02-01"),  # the same run again, later: it replaces seed 1
+        ]
+    )
+    frame = board.to_frame()
+    lora = frame[frame["method"].str.startswith("lora")].set_index("dataset_fingerprint")
+    assert len(lora) == 3
+    newest = lora[lora["accuracy_per_seed"].map(len) == 2]
+    assert newest["accuracy_per_seed"].iloc[0] == {0: 0.9, 1: 0.8} and newest["seeds"].iloc[0] == 2
+    assert newest["delta_vs_baseline"].iloc[0] == pytest.approx(0.85 - 0.5)
+    assert pd.isna(lora.loc["data-b", "delta_vs_baseline"])  # no baseline on that data to compare with
+
+
+def test_a_choice_at_the_end_of_its_search_range_is_flagged():
+    tuning = {
+        "chosen": {"learning_rate": 0.003},
+        "candidates": [{"hyperparameters": {"learning_rate": v}} for v in (0.0003, 0.001, 0.003)],
+    }
+    inside = {**tuning, "chosen": {"learning_rate": 0.001}}
+    board = Leaderboard([record("lora", 0, 0.8, tuning=tuning), record("ia3", 0, 0.7, tuning=inside)])
+    tuned = board.to_frame().set_index("method")["tuned"]
+    assert tuned["lora"] == "learning_rate=0.003 (grid edge)"
+    assert tuned["ia3"] == "learning_rate=0.001"
+
+
+def synthetic(method, seed, correct, role="method"):
+    references = [i % 2 for i in range(len(correct))]
+    predictions = [r if c else 1 - r for r, c in zip(references, correct, strict=True)]
+    return RunRecord(
+        run_id=f"{method}-{seed}", status="complete", model="m", dataset="d", method=method, seed=seed,
+        role=role, metrics={"accuracy": float(np.mean(correct)), "macro_f1": 0.0, "loss": 0.0},
+        predictions=predictions, references=references, reload={"predictions_identical": True},
+    )  # fmt: skip
+
+
+def test_ties_for_best_and_p_values_against_the_baseline():
+    rng = np.random.default_rng(0)
+    strong = rng.random(400) < 0.85
+    near = strong.copy()
+    near[:4] = ~near[:4]  # differs from the best on 4 examples of 400
+    weak = rng.random(400) < 0.6
+    chance = rng.random(400) < 0.5
+    records = [synthetic("strong", s, strong) for s in range(3)] + [
+        synthetic("near", s, near) for s in range(3)
+    ]
+    records += [synthetic("weak", s, weak) for s in range(3)]
+    records += [synthetic("baseline", s, chance, role="baseline") for s in range(3)]
+    frame = Leaderboard(records).to_frame().set_index("method")
+    assert frame.loc["strong", "tied_for_best"] and frame.loc["strong", "p_vs_best"] == 1.0
+    assert frame.loc["near", "tied_for_best"] and frame.loc["near", "p_vs_best"] > 0.05
+    assert not frame.loc["weak", "tied_for_best"] and frame.loc["weak", "p_vs_best"] < 0.001
+    assert frame.loc["strong", "p_vs_baseline"] < 0.001
+    assert frame.loc["strong", "accuracy_per_seed"] == {0: strong.mean(), 1: strong.mean(), 2: strong.mean()}
+    assert frame.loc["strong", "accuracy_ci95"] == 0.0  # identical seeds: no spread
+    markdown = Leaderboard(records).to_markdown()
+    assert "★" in markdown and "(p<0.001)" in markdown
+
+
+def variant(seed, accuracy, r, fingerprint="data-a"):
+    made = record("lora", seed, accuracy, hyperparameters={"r": r, "learning_rate": 0.001},
+                  dataset_fingerprint=fingerprint)  # fmt: skip
+    made.run_id = f"lora-r{r}-{fingerprint}-seed{seed}"
+    return made
+
+
+def test_one_method_with_several_settings_is_named_by_what_differs_never_by_a_hash():
+    board = Leaderboard(
+        [variant(0, 0.8, 8), variant(1, 0.82, 8), variant(0, 0.9, 16), variant(0, 0.7, 16, "data-b")]
+    )
+    frame = board.to_frame().set_index("label")
+    assert sorted(frame.index) == [
+        "lora (r=16, data data-a)",
+        "lora (r=16, data data-b)",
+        "lora (r=8, data data-a)",
+    ]
+    assert set(frame["method"]) == {"lora"}  # the raw name stays, for links and grouping
+    assert frame.loc["lora (r=8, data data-a)", "hyperparameters"] == {"r": 8, "learning_rate": 0.001}
+    assert frame.loc["lora (r=8, data data-a)", "run_ids"] == ["lora-r8-data-a-seed0", "lora-r8-data-a-seed1"]
+    assert frame.loc["lora (r=8, data data-a)", "accuracy_per_seed"] == {0: 0.8, 1: 0.82}
+    runs = board.runs_frame()
+    assert sorted(set(runs["label"])) == sorted(frame.index) and set(runs["method"]) == {"lora"}
+    markdown = board.to_markdown()
+    assert "| lora (r=16, data data-a)" in markdown and "#" not in markdown.split("accuracy:")[0].replace(
+        "###", ""
+    )
+
+
+def test_variants_are_named_by_the_hyper_parameter_that_differs():
+    frame = Leaderboard([variant(0, 0.8, 8), variant(0, 0.9, 16)]).to_frame()
+    assert sorted(frame["label"]) == ["lora (r=16)", "lora (r=8)"]
+
+
+def test_a_single_setting_keeps_the_plain_method_name():
+    frame = Leaderboard([variant(0, 0.8, 8), variant(1, 0.82, 8)]).to_frame()
+    assert list(frame["label"]) == ["lora"] and list(frame["method"]) == ["lora"]
+
+
+def test_csv_keeps_every_column_with_dicts_and_lists_as_json():
+    import io
+    import json
+
+    board = Leaderboard(
+        [variant(0, 0.8, 8), variant(1, 0.82, 8), record("baseline", 0, 0.5, role="baseline")]
+    )
+    table = pd.read_csv(io.StringIO(board.to_csv()))
+    assert list(table.columns) == list(board.to_frame().columns)
+    lora = table.set_index("method").loc["lora"]
+    assert json.loads(lora["accuracy_per_seed"]) == {"0": 0.8, "1": 0.82}
+    assert json.loads(lora["run_ids"]) == ["lora-r8-data-a-seed0", "lora-r8-data-a-seed1"]
+    assert json.loads(lora["hyperparameters"]) == {"learning_rate": 0.001, "r": 8}

@@ -1,0 +1,225 @@
+"""Run records: written atomically, read as data only, every bad file reported by path and skipped."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import record
+from peftbench.cli import main
+from peftbench.leaderboard import Leaderboard
+from peftbench.records import (
+    MAX_DEPTH,
+    SCHEMA_VERSION,
+    RecordWarning,
+    RunRecord,
+    read_record,
+    read_records,
+    write_record,
+)
+from peftbench.runs.store import ResultStore
+
+
+def good_record(method: str = "lora", seed: int = 0) -> RunRecord:
+    return RunRecord(
+        run_id=f"{method}-seed{seed}",
+        status="complete",
+        model="m",
+        dataset="d",
+        method=method,
+        seed=seed,
+        label_names=["bad", "good"],
+        metrics={"accuracy": 0.75, "macro_f1": 0.7, "loss": 0.5},
+        costs={"trainable_params": 10, "total_params": 1000, "train_seconds": 2.0, "adapter_bytes": 4096},
+        reload={"predictions_identical": True, "max_abs_logit_difference": 0.0},
+        predictions=[0, 1, 1, 0],
+        references=[0, 1, 0, 0],
+        environment={"packages": {"torch": "2"}},
+        notes=["a note"],
+        tuning={
+            "chosen": {"learning_rate": 0.001},
+            "candidates": [{"hyperparameters": {"learning_rate": 0.001}}],
+        },
+    )
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# (field, bad value, words of the one-line error)
+BAD_FIELDS = [
+    ("metrics", [], "field 'metrics' must be an object of numbers, got a list ([])"),
+    ("metrics", None, "field 'metrics' must be an object of numbers, got null"),
+    (
+        "metrics",
+        {"accuracy": "high"},
+        "field 'metrics' entry 'accuracy' must be a number or null, got a string",
+    ),
+    (
+        "metrics",
+        {"accuracy": True},
+        "field 'metrics' entry 'accuracy' must be a number or null, got a boolean",
+    ),
+    ("reload", None, "field 'reload' must be an object, got null"),
+    ("reload", {"predictions_identical": "yes"}, "entry 'predictions_identical' must be true, false or null"),
+    ("seed", "x", "field 'seed' must be a non-negative integer, got a string (\"x\")"),
+    ("seed", True, "field 'seed' must be a non-negative integer, got a boolean"),
+    ("seed", -1, "field 'seed' must be a non-negative integer"),
+    ("costs", "abc", "field 'costs' must be an object of numbers, got a string (\"abc\")"),
+    (
+        "costs",
+        {"trainable_params": 10.5},
+        "field 'costs' entry 'trainable_params' must be a whole number or null",
+    ),
+    ("predictions", "abc", "field 'predictions' must be a list of integers, got a string"),
+    ("predictions", [0, "1"], "field 'predictions' entry 1 must be an integer, got a string"),
+    ("predictions", [0.5], "field 'predictions' entry 0 must be an integer, got a number (0.5)"),
+    ("references", {"0": 1}, "field 'references' must be a list of integers, got an object"),
+    ("label_names", "bad,good", "field 'label_names' must be a list of strings"),
+    ("notes", [{"a": 1}], "field 'notes' entry 0 must be a string, got an object"),
+    ("hyperparameters", [], "field 'hyperparameters' must be an object, got a list"),
+    ("train_config", None, "field 'train_config' must be an object, got null"),
+    (
+        "environment",
+        {"packages": ["torch"]},
+        "field 'environment' entry 'packages' must be an object or null",
+    ),
+    ("tuning", [], "field 'tuning' must be an object or null, got a list"),
+    ("tuning", {"chosen": "lr"}, "field 'tuning' entry 'chosen' must be an object or null"),
+    ("tuning", {"candidates": [1]}, "field 'tuning' entry 'candidates' item 0 must be an object"),
+    ("tuning", {"candidates": None}, "field 'tuning' entry 'candidates' must be a list of objects, got null"),
+    ("model", 5, "field 'model' must be a string, got a number (5)"),
+    ("finished_at", None, "field 'finished_at' must be a string, got null"),
+    ("error", ["x"], "field 'error' must be a string or null, got a list"),
+    ("adapter_path", 1, "field 'adapter_path' must be a string or null"),
+    (
+        "hyperparameters",
+        {"deep": nested(MAX_DEPTH)},
+        f"JSON nested too deeply (a record is at most {MAX_DEPTH}",
+    ),
+]
+
+
+def write_bad(folder: Path, field: str, value: object, method: str = "bad") -> Path:
+    path = write_record(good_record(method), folder)
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"), BAD_FIELDS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_FIELDS)]
+)
+def test_wrongly_typed_records_are_reported_by_path_and_skipped(tmp_path, field, value, words):
+    write_record(good_record("lora"), tmp_path)
+    bad = write_bad(tmp_path, field, value)
+    with pytest.warns(RecordWarning) as caught:
+        records = read_records(tmp_path)
+    assert [r.method for r in records] == ["lora"]
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"skipped record {bad}: ") and words in message and "\n" not in message
+    with pytest.warns(RecordWarning, match="skipped record"):  # the site's reader skips it too
+        assert [r.method for r in read_records(tmp_path)] == ["lora"]
+    assert ResultStore(tmp_path).complete(bad.stem) is None, (
+        "a bad record must be rerun on resume, not count as complete"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
+        ('{"a": ' * 50_000 + "1" + "}" * 50_000, "JSON nested too deeply to read"),
+        ("null", "a record must be a JSON object, got null"),
+        ('"text"', 'a record must be a JSON object, got a string ("text")'),
+        ("3", "a record must be a JSON object, got a number (3)"),
+        ("", "not valid JSON, truncated or corrupt"),
+    ],
+)
+def test_unreadable_json_is_reported_not_raised(tmp_path, content, words):
+    write_record(good_record("lora"), tmp_path)
+    bad = tmp_path / "records" / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(ValueError, match="nested|JSON object|not valid JSON"):
+        read_record(bad)
+    with pytest.warns(RecordWarning) as caught:
+        assert [r.method for r in read_records(tmp_path)] == ["lora"]
+    assert f"skipped record {bad}: {words}" in str(caught[0].message)
+
+
+def test_a_valid_record_with_every_optional_type_still_loads(tmp_path):
+    record = good_record()
+    record.costs["model_flops_utilisation"] = None
+    record.metrics["final_train_loss"] = math.nan  # stored as null
+    record.costs["total_params"] = 1000.0  # an integral float is a whole number
+    write_record(record, tmp_path)
+    (loaded,) = read_records(tmp_path)
+    assert loaded.metrics["final_train_loss"] is None and loaded.predictions == [0, 1, 1, 0]
+    assert Leaderboard([loaded]).to_frame().loc[0, "accuracy"] == 0.75
+
+
+def test_leaderboard_and_docs_commands_skip_wrongly_typed_records(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_record(good_record("lora"), runs)
+    write_record(good_record("baseline"), runs)
+    bad = [write_bad(runs, field, value, f"bad{i}") for i, (field, value, _) in enumerate(BAD_FIELDS)]
+    assert main(["leaderboard", str(runs)]) == 0
+    captured = capsys.readouterr()
+    assert "| lora" in captured.out and "| bad" not in captured.out and "Traceback" not in captured.err
+    for path, (_, _, words) in zip(bad, BAD_FIELDS, strict=True):
+        (line,) = [line for line in captured.err.splitlines() if f"skipped record {path}: " in line]
+        assert line.startswith("peftbench: warning: skipped record") and words in line
+    assert main(["docs", "--records", str(runs), "--site", str(tmp_path / "site")]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.count("skipped record") == len(BAD_FIELDS)
+
+
+def test_records_round_trip_atomically_and_store_nan_as_null(tmp_path):
+    original = record("lora", 0, 0.8)
+    original.metrics["final_train_loss"] = math.nan
+    path = write_record(original, tmp_path)
+    assert path == tmp_path / "records" / "lora-seed0.json"
+    assert json.loads(path.read_text())["metrics"]["final_train_loss"] is None
+    assert [p.name for p in path.parent.iterdir()] == ["lora-seed0.json"]  # no temporary left behind
+    (loaded,) = read_records(tmp_path)
+    assert loaded.metrics["accuracy"] == 0.8 and loaded.schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"run_id": "x", "status": "comp', "not valid JSON, truncated or corrupt"),
+        (json.dumps({"schema_version": 99}), "unknown schema version 99"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_corrupt_records_are_reported_by_path_and_skipped(tmp_path, content, words):
+    write_record(record("lora", 0, 0.8), tmp_path)
+    bad = tmp_path / "records" / "bad.json"
+    bad.write_text(content)
+    with pytest.warns(RecordWarning) as caught:
+        records = read_records(tmp_path)
+    assert [r.method for r in records] == ["lora"]
+    assert str(bad) in str(caught[0].message) and words in str(caught[0].message)
+
+
+def test_records_from_older_writers_without_optional_fields_still_load(tmp_path):
+    path = write_record(record("lora", 0, 0.8), tmp_path)
+    data = json.loads(path.read_text())
+    for optional in ("references", "tuning", "stage", "notes"):
+        data.pop(optional)
+    path.write_text(json.dumps(data))
+    (loaded,) = read_records(tmp_path)
+    assert loaded.references == [] and loaded.stage == "final"
+    data.pop("run_id")
+    path.write_text(json.dumps(data))
+    with pytest.warns(RecordWarning, match="missing fields: run_id"):
+        assert read_records(tmp_path) == []

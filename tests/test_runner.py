@@ -1,0 +1,104 @@
+"""One run: trained, evaluated, saved, reloaded to identical predictions, and its costs recorded."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import peftbench
+from conftest import keyword_rows
+from fake_plugins import HeadProbe
+from peftbench import hookimpl
+from peftbench.models import classification_head
+from peftbench.plugins import collect_methods
+from peftbench.runs.runner import refuse_pickles
+
+
+def test_pickled_adapters_are_refused(tmp_path):
+    (tmp_path / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(
+        Exception, match="holds pickle files \\(adapter_model.bin\\); peftbench loads safetensors"
+    ):
+        refuse_pickles(tmp_path)
+
+
+def test_every_record_carries_its_costs(tmp_path):
+    data = tmp_path / "d.parquet"
+
+    pd.DataFrame(keyword_rows(64, 0)).to_parquet(data)
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(data), methods="lora", out=tmp_path / "r", progress=False
+    )
+    record = next(r for r in board.records if r.method == "lora")
+    costs = record.costs
+    assert costs["train_steps"] == 2 and costs["train_seconds"] > 0
+    assert costs["train_tokens_per_second"] > 0 and costs["train_samples_per_second"] > 0
+    assert 0.5 < costs["padding_efficiency"] <= 1.0
+    assert costs["peak_memory_mb"] > 50 and costs["eval_seconds"] > 0
+    adapter_files = (tmp_path / "r" / record.adapter_path).rglob("*")
+    assert costs["adapter_bytes"] == sum(f.stat().st_size for f in adapter_files if f.is_file()) > 0
+    assert record.train_config["precision"] in {"bf16", "fp32"}  # what "auto" resolved to
+    markdown = board.to_markdown()
+    assert "tokens/s" in markdown and "peak MB" in markdown and "adapter KB" in markdown
+
+
+class NanAtEvaluation(HeadProbe):
+    """Trains normally; its logits turn NaN once the model is in evaluation mode."""
+
+    name = "nan_at_eval"
+    description = "Finite loss in training, NaN logits at evaluation."
+
+    def prepare(self, model, task, hp):
+        model = super().prepare(model, task, hp)
+        head = classification_head(model)
+        head.register_forward_hook(
+            lambda module, _, output: output if module.training else output * float("nan")
+        )
+        return model
+
+
+class NanAtEvaluationPlugin:
+    @hookimpl
+    def register_methods(self, register):
+        register(NanAtEvaluation())
+
+
+def test_nan_logits_at_evaluation_are_a_diverged_run(keyword_dataset, tmp_path, register_plugin):
+    register_plugin(NanAtEvaluationPlugin())
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_dataset), methods="nan_at_eval,lora", out=tmp_path,
+        max_steps=2, references=False, progress=False,
+    )  # fmt: skip
+    records = {r.method: r for r in board.records}
+    assert records["nan_at_eval"].status == "diverged"
+    assert records["nan_at_eval"].error == (
+        "the model's validation logits are not finite (NaN or infinite) (during evaluate)"
+    )
+    assert records["lora"].status == "complete"
+    assert [r.method for r in board.incomplete_runs()] == ["nan_at_eval"]
+    assert not (tmp_path / "adapters" / records["nan_at_eval"].run_id).exists()
+
+
+def test_execute_run_never_raises_and_saves_only_into_the_folder_it_is_given(keyword_dataset, tmp_path):
+    from peftbench.runs.context import build_context
+    from peftbench.runs.executors import LocalExecutor
+    from peftbench.runs.runner import execute_run
+    from peftbench.runs.spec import make_spec
+    from peftbench.settings import sweep_config
+
+    config = sweep_config(model="tiny-gpt2", dataset=str(keyword_dataset), max_steps=1, out=tmp_path)
+    ctx = build_context(config, LocalExecutor().start("cpu", "fp32"))
+    entry = collect_methods().get("lora")
+    spec = make_spec(ctx, entry, entry.method.hyperparameters(), seed=0)
+    folder = tmp_path / "somewhere" / "adapter"
+    record = execute_run(ctx, spec, folder)
+    assert record.status == "complete" and (folder / "adapter_model.safetensors").is_file()
+    assert record.costs["adapter_bytes"] == sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert record.adapter_path is None  # the store sets it when it keeps the adapter
+    assert not (tmp_path / "records").exists() and not (tmp_path / "adapters").exists()
+    again = execute_run(ctx, spec, folder)  # the folder exists: saving fails, the run says so
+    assert (
+        again.status == "failed"
+        and again.error.startswith("FileExistsError")
+        and "(during save)" in again.error
+    )

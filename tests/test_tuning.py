@@ -1,0 +1,63 @@
+"""Hyper-parameter tuning: chosen on validation only, then every seed on test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import peftbench
+from conftest import keyword_folder
+from peftbench.methods.lora import Lora
+
+SWEEP = dict(model="tiny-gpt2", methods=["lora", "ia3", "prefix_tuning"], epochs=4, tune=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tuned")
+    data = keyword_folder(root / "data", train=96, validation=48, test=48)
+    return peftbench.run(dataset=str(data), out=root / "runs", seeds=[0, 1, 2], **SWEEP), root
+
+
+def test_tuned_three_seed_sweep_on_tiny_gpt2(tuned):
+    board, _ = tuned
+    frame = board.to_frame().set_index("method")
+    assert set(frame.index) == {"lora", "ia3", "prefix_tuning", "head_only", "baseline", "majority"}
+    assert (frame["seeds"] == 3).all()
+    for method in ("lora", "ia3", "prefix_tuning", "head_only"):
+        assert frame.loc[method, "tuned"].startswith("learning_rate=")
+        assert not np.isnan(frame.loc[method, "accuracy_ci95"])
+        assert 0 <= frame.loc[method, "p_vs_baseline"] <= 1
+    assert frame["tied_for_best"].any()
+    finals = [r for r in board.records if r.stage == "final" and r.method == "lora"]
+    tunes = [r for r in board.records if r.stage == "tune" and r.method == "lora"]
+    assert len(finals) == 3 and len(tunes) == len(Lora.search_space["learning_rate"])
+    assert {r.seed for r in tunes} == {0}
+    chosen = finals[0].tuning["chosen"]["learning_rate"]
+    assert all(r.hyperparameters["learning_rate"] == chosen for r in finals)
+    best = max(tunes, key=lambda r: r.metrics["validation_accuracy"])
+    assert best.metrics["validation_accuracy"] == max(
+        c["validation_accuracy"] for c in finals[0].tuning["candidates"]
+    )
+    for record in tunes:  # candidates are never scored on test
+        assert "accuracy" not in record.metrics and record.predictions == [] and record.adapter_path is None
+
+
+def test_scrambling_test_labels_does_not_change_the_choice(tuned, tmp_path):
+    board, _ = tuned
+    scrambled = peftbench.run(
+        dataset=str(keyword_folder(tmp_path / "data", train=96, validation=48, test=48, scramble_test=True)),
+        out=tmp_path / "runs",
+        seeds=[0],
+        **SWEEP,
+    )
+
+    def choices(b):
+        return {r.method: r.tuning for r in b.records if r.stage == "final" and r.seed == 0 and r.tuning}
+
+    original, other = choices(board), choices(scrambled)
+    assert set(original) == {"lora", "ia3", "prefix_tuning", "head_only"}
+    for method, tuning in original.items():
+        assert other[method]["chosen"] == tuning["chosen"]
+        mine = [c["validation_accuracy"] for c in tuning["candidates"]]
+        assert [c["validation_accuracy"] for c in other[method]["candidates"]] == mine
