@@ -54,20 +54,17 @@ def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -
     flag = cli.get("flag") or "--" + name.replace("_", "-")
     default = field.get_default(call_default_factory=True)
     options: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
-    if type_name(field) == "bool":
+    if type_name(field) == "bool":  # a flag; one that turns a setting off says so in its own words
         options["action"] = "store_false" if default else "store_true"
-        help_text = field.description
+        help_text = cli.get("help") or field.description
     else:
         options["type"] = PARSE_TYPES.get(type_name(field), str)
         options["metavar"] = cli.get("metavar") or name.upper()
         if cli.get("repeat"):
             options["action"] = "append"
         limits = range_text(field)
-        shown = (
-            value(list(default) if isinstance(default, tuple) else default)
-            if default not in ({}, None)
-            else ""
-        )
+        shown = ",".join(map(value, default)) if isinstance(default, tuple) else value(default)
+        shown = "" if default in ({}, None) else shown
         extras = ", ".join(part for part in (f"default: {shown}" if shown else "", limits) if part)
         help_text = f"{field.description} ({extras})" if extras else field.description
     parser.add_argument(flag, help=help_text.replace("%", "%%"), **options)

@@ -26,9 +26,12 @@ MAX_EPOCHS = 1000
 SEED_LIMIT = 2**32
 
 
-def cli(flag: str | None = None, metavar: str | None = None, repeat: bool = False) -> dict[str, Any]:
-    """How a setting appears on the command line when not as ``--its-name VALUE``."""
-    return {"cli": {"flag": flag, "metavar": metavar, "repeat": repeat}}
+def cli(
+    flag: str | None = None, metavar: str | None = None, repeat: bool = False, help: str | None = None
+) -> dict[str, Any]:
+    """How a setting appears on the command line when not as ``--its-name VALUE``; a flag that
+    turns a setting off (``--quiet``) has its own ``help``."""
+    return {"cli": {"flag": flag, "metavar": metavar, "repeat": repeat, "help": help}}
 
 
 class _Settings(BaseModel):
@@ -146,10 +149,12 @@ class SweepConfig(_Settings):
     references: bool = Field(
         True,
         description="also run the reference rows (untuned baseline, majority class, head only)",
-        json_schema_extra=cli(flag="--no-references"),
+        json_schema_extra=cli(flag="--no-references", help="skip the reference rows"),
     )
     trust_remote_code: bool = Field(False, description="allow model code from the Hub")
-    progress: bool = Field(True, description="print progress", json_schema_extra=cli(flag="--quiet"))
+    progress: bool = Field(
+        True, description="print progress", json_schema_extra=cli(flag="--quiet", help="no progress output")
+    )
     executor: str = Field("local", description="local (this process) or ray (a Ray task per run)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"

@@ -65,6 +65,10 @@ def test_absurd_epochs_on_the_command_line_are_one_line(tmp_path, capsys, value,
     assert not (out / "records").exists()
 
 
+def _cli(field) -> dict:
+    return (field.json_schema_extra or {}).get("cli", {})
+
+
 def _run_options() -> dict[str, argparse.Action]:
     """The ``run`` sub-command's options, by destination."""
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -75,7 +79,7 @@ def test_every_setting_is_a_run_option_with_its_help_and_a_keyword_of_peftbench_
     options, parameters = _run_options(), inspect.signature(peftbench.run).parameters
     assert set(options) == set(setting_fields()) == set(parameters)
     for name, field in setting_fields().items():
-        assert options[name].help.startswith(field.description), name
+        assert options[name].help.startswith(_cli(field).get("help") or field.description), name
         assert parameters[name].default == field.get_default(call_default_factory=True), name
     # Settings the API lacked before they were declared once (evaluation batch, clipping, logging):
     assert {"eval_batch_size", "max_grad_norm", "log_every"} <= set(parameters) & set(options)
@@ -87,8 +91,8 @@ def test_run_help_shows_every_setting_with_its_help(capsys):
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps help text
     for name, field in setting_fields().items():
-        flag = (field.json_schema_extra or {}).get("cli", {}).get("flag") or "--" + name.replace("_", "-")
-        assert flag in text and " ".join(field.description.split()) in text, name
+        flag = _cli(field).get("flag") or "--" + name.replace("_", "-")
+        assert flag in text and (_cli(field).get("help") or field.description) in text, name
     assert (
         "--epochs EPOCHS passes over the training split" in text and "(default: 1.0, > 0 and ≤ 1000)" in text
     )
@@ -135,3 +139,21 @@ def test_an_unknown_setting_lists_the_known_ones():
     message = str(error.value)
     assert message.startswith("unknown setting 'epoch'; known settings: model, dataset, ")
     assert "epochs" in message and "eval_batch_size" in message
+
+
+def test_a_new_setting_is_one_field(monkeypatch):
+    """Declared once, a setting is a command-line option, a keyword, checked and recorded."""
+    from pydantic import Field
+
+    from peftbench import settings
+
+    class Extended(TrainConfig):
+        label_smoothing: float = Field(0.0, ge=0, le=1, description="target mass spread over the classes")
+
+    monkeypatch.setattr(settings, "TrainConfig", Extended)
+    option = _run_options()["label_smoothing"]
+    assert option.option_strings == ["--label-smoothing"] and option.help.startswith("target mass spread")
+    config = sweep_config(label_smoothing=0.1, epochs=2)
+    assert config.train.model_dump()["label_smoothing"] == 0.1 and config.train.epochs == 2.0
+    with pytest.raises(PeftbenchError, match="training setting label_smoothing=2 is out of range"):
+        sweep_config(label_smoothing=2)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import inspect
 
 import peft
+from pydantic import Field
 
-from peftbench import PeftbenchError, PeftMethod, hookimpl
+from peftbench import PeftbenchError, PeftMethod, TrainingHyperparameters, hookimpl, learning_rate_field
 from peftbench.methods.base import has_conv1d_projections
 
 SEQ_CLS = peft.TaskType.SEQ_CLS
@@ -60,11 +61,16 @@ def refuse_last_token_pooling(method: str, model) -> None:
         )
 
 
+class LycorisHyperparameters(TrainingHyperparameters):
+    learning_rate: float = learning_rate_field(2e-3)
+    r: int = Field(8, ge=1, description="rank of each low-rank factor")
+    alpha: int = Field(8, description="the update is scaled by alpha / r")
+
+
 class LoHa(PeftMethod):
     name = "loha"
     description = "Low-rank Hadamard-product adapters (Hyeon-Woo et al., 2022, LyCORIS)."
-    defaults = {"r": 8, "alpha": 8, "learning_rate": 2e-3}
-    bounds = {"r": (1, None)}
+    Hyperparameters = LycorisHyperparameters
 
     def peft_config(self, model, task, **hp):
         refuse_conv1d(self.name, model)
@@ -74,8 +80,7 @@ class LoHa(PeftMethod):
 class LoKr(PeftMethod):
     name = "lokr"
     description = "Low-rank Kronecker-product adapters (Yeh et al., 2023, LyCORIS)."
-    defaults = {"r": 8, "alpha": 8, "learning_rate": 2e-3}
-    bounds = {"r": (1, None)}
+    Hyperparameters = LycorisHyperparameters
 
     def peft_config(self, model, task, **hp):
         refuse_conv1d(self.name, model)
@@ -85,8 +90,12 @@ class LoKr(PeftMethod):
 class DoRA(PeftMethod):
     name = "dora"
     description = "Weight-decomposed LoRA: low-rank direction plus a learned magnitude (Liu et al., 2024)."
-    defaults = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 1e-3}
-    bounds = {"r": (1, None), "lora_dropout": (0.0, 0.99)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-3)
+        r: int = Field(8, ge=1, description="rank of the low-rank direction update")
+        lora_alpha: int = Field(16, description="the update is scaled by lora_alpha / r")
+        lora_dropout: float = Field(0.1, ge=0.0, le=0.99, description="dropout on the adapter's input")
 
     def peft_config(self, model, task, **hp):
         return peft.LoraConfig(
@@ -104,8 +113,10 @@ class VeRA(PeftMethod):
     description = (
         "Shared frozen random low-rank matrices with trained scaling vectors (Kopiczko et al., 2024)."
     )
-    defaults = {"r": 256, "learning_rate": 1e-2}
-    bounds = {"r": (1, None)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-2)
+        r: int = Field(256, ge=1, description="rank of the shared frozen random matrices")
 
     def peft_config(self, model, task, **hp):
         return peft.VeraConfig(
@@ -116,8 +127,10 @@ class VeRA(PeftMethod):
 class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     description = "Trained soft-prompt embeddings prepended to the input (Lester et al., 2021)."
-    defaults = {"num_virtual_tokens": 20, "learning_rate": 3e-2}
-    bounds = {"num_virtual_tokens": (1, None)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(3e-2)
+        num_virtual_tokens: int = Field(20, ge=1, description="soft-prompt length in virtual tokens")
 
     def peft_config(self, model, task, **hp):
         refuse_last_token_pooling(self.name, model)
@@ -127,8 +140,11 @@ class PromptTuning(PeftMethod):
 class PTuning(PeftMethod):
     name = "p_tuning"
     description = "Soft prompts produced by a small trained MLP encoder (Liu et al., 2021)."
-    defaults = {"num_virtual_tokens": 20, "encoder_hidden_size": 128, "learning_rate": 1e-2}
-    bounds = {"num_virtual_tokens": (1, None), "encoder_hidden_size": (1, None)}
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-2)
+        num_virtual_tokens: int = Field(20, ge=1, description="soft-prompt length in virtual tokens")
+        encoder_hidden_size: int = Field(128, ge=1, description="hidden size of the prompt encoder MLP")
 
     def peft_config(self, model, task, **hp):
         refuse_last_token_pooling(self.name, model)

@@ -1,0 +1,112 @@
+"""What the runs of one sweep share: the data (tokenised once), the task, the device and precision.
+
+Built once per sweep and handed to every run (to a Ray worker through the object store), so no
+run re-reads or re-tokenises anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from peftbench.batching import TokenizedSplit
+from peftbench.data import DatasetSpec, LabelledSplits, load_splits
+from peftbench.evaluation import EvalResult, evaluate_model
+from peftbench.methods.base import TaskInfo
+from peftbench.models import ModelSpec, load_model, load_tokenizer, resolve_model
+from peftbench.precision import apply_precision
+from peftbench.settings import SweepConfig, TrainConfig
+from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where runs execute, resolved before the run ids are (the precision is part of them)."""
+
+    device: torch.device
+    precision: str  # resolved: "fp32" or "bf16"
+    environment: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None  # a progress line saying where runs go; None for local
+
+
+@dataclass
+class SweepContext:
+    """Everything shared by the runs of one sweep, loaded and tokenised once."""
+
+    model_name: str
+    model_spec: ModelSpec
+    dataset_name: str
+    data: LabelledSplits
+    train: TokenizedSplit
+    validation: TokenizedSplit
+    test: TokenizedSplit
+    task: TaskInfo
+    pad_id: int
+    device: torch.device
+    train_config: TrainConfig  # its precision resolved: "fp32" or "bf16"
+    environment: dict[str, Any]
+    tokens_from_cache: bool = False
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    @property
+    def precision(self) -> str:
+        return self.train_config.precision
+
+    def fresh_model(self, seed: int) -> torch.nn.Module:
+        return load_model(self.model_spec, self.data.label_names, seed, self.pad_id, self.trust_remote_code)
+
+    def evaluate(self, model: torch.nn.Module, split: TokenizedSplit) -> EvalResult:
+        return evaluate_model(
+            model,
+            split,
+            self.task.num_labels,
+            self.train_config.eval_batch_size,
+            self.device,
+            self.pad_id,
+            self.precision,
+        )
+
+    def place(self, model: torch.nn.Module, trained: set[str]) -> torch.nn.Module:
+        """Apply the precision policy and move to the device, the same for trained and reloaded.
+
+        ``trained`` names the parameters that train (and stay fp32); a reloaded model is often
+        fully frozen, so the names come from the model that was trained.
+        """
+        return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
+
+
+def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
+    """Load the data and the tokenizer, tokenise every split (or read the cache) once."""
+    data = load_splits(
+        DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
+    )
+    spec = resolve_model(config.model)
+    tokenizer = load_tokenizer(spec, config.trust_remote_code)
+    tokenizer_key = tokenizer_fingerprint(tokenizer)
+    tokenized, hits = {}, {}
+    for name in ("train", "validation", "test"):
+        tokenized[name], hits[name] = cached_tokenize(
+            tokenizer, getattr(data, name), config.train.max_length, tokenizer_key
+        )
+    counts = np.bincount(data.train.labels, minlength=data.num_labels)
+    return SweepContext(
+        model_name=config.model,
+        model_spec=spec,
+        dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
+        data=data,
+        train=tokenized["train"],
+        validation=tokenized["validation"],
+        test=tokenized["test"],
+        task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts)),
+        pad_id=tokenizer.pad_token_id,
+        device=placement.device,
+        train_config=config.train.model_copy(update={"precision": placement.precision}),
+        environment=placement.environment,
+        tokens_from_cache=all(hits.values()),
+        trust_remote_code=config.trust_remote_code,
+        progress=config.progress,
+    )

@@ -1,0 +1,139 @@
+"""One run, start to finish: prepare, train, evaluate, save, reload, check, record.
+
+The same function runs the baseline, the built-ins and every plugin method; it only ever calls
+the ``Method`` interface, and a run that breaks becomes a ``failed``/``diverged`` record instead
+of ending the sweep. Where the saved adapter ends up is the results store's business: the run
+only writes into the folder it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_memory
+from peftbench.errors import PeftbenchError
+from peftbench.evaluation import EvalResult
+from peftbench.records import RunRecord, now
+from peftbench.runs.context import SweepContext
+from peftbench.runs.spec import RunSpec, new_record
+from peftbench.train import TrainingDiverged, TrainStats, train
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def execute_run(
+    ctx: SweepContext,
+    spec: RunSpec,
+    adapter_dir: Path,
+    on_phase: Callable[[str], None] | None = None,
+) -> RunRecord:
+    """Run ``spec`` once; never raises for anything that goes wrong (KeyboardInterrupt aside).
+
+    A ``tune`` run is scored on validation only and saves nothing; a ``final`` run is scored on
+    validation and test, saved into ``adapter_dir`` (created here), reloaded onto a fresh base
+    model and checked. ``on_phase`` hears each phase as it starts, so whoever watches a run that
+    dies outright (its process killed) can still say in which phase.
+    """
+    record = new_record(ctx, spec)
+    phase = "prepare"
+    try:
+        phase = _enter("prepare", on_phase)
+        base = ctx.fresh_model(spec.seed)
+        # The base model is the same for every seed; what the method adds (LoRA's A, a prefix,
+        # prompt embeddings) is initialised from the global generator, so it must follow the seed.
+        torch.manual_seed(spec.seed)
+        model = spec.method.prepare(base, ctx.task, spec.hp)
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        model = ctx.place(model, trained)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        reset_peak_memory(ctx.device)
+        phase = _enter("train", on_phase)
+        stats = train(model, ctx.train, spec.hp, ctx.train_config, spec.seed, ctx.device, ctx.pad_id, ctx.progress)
+        phase = _enter("evaluate", on_phase)
+        validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
+        # Tuning runs never touch test, so the choice among them cannot depend on it.
+        test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
+        record.metrics = _metrics(validation, test, stats)
+        record.costs = _costs(stats, trainable, total, ctx.device, test)
+        if test is not None:
+            phase = _enter("save", on_phase)
+            adapter_dir.mkdir(parents=True)
+            spec.method.save(model, adapter_dir)
+            del model
+            record.costs["adapter_bytes"] = sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file())
+            phase = _enter("reload", on_phase)
+            refuse_pickles(adapter_dir)
+            reloaded = spec.method.load(ctx.fresh_model(spec.seed), adapter_dir, ctx.task, spec.hp)
+            again = ctx.evaluate(ctx.place(reloaded, trained), ctx.test)
+            record.reload = {
+                "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
+                "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
+            }
+            record.predictions = test.predictions.tolist()
+            record.references = ctx.test.labels.tolist()
+    except TrainingDiverged as error:
+        return record.fail("diverged", str(error), phase)
+    except Exception as error:  # isolate the failure: the sweep goes on with the other runs
+        return record.fail("failed", f"{type(error).__name__}: {error}", phase)
+    record.status = "complete"
+    record.finished_at = now()
+    return record
+
+
+def _metrics(validation: EvalResult, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:
+    metrics = {
+        "validation_accuracy": validation.accuracy,
+        "validation_macro_f1": validation.macro_f1,
+        "validation_loss": validation.loss,
+        "final_train_loss": stats.loss_history[-1][1] if stats.loss_history else float("nan"),
+    }
+    if test is not None:
+        metrics.update(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss)
+    return metrics
+
+
+def _costs(
+    stats: TrainStats, trainable: int, total: int, device: torch.device, test: EvalResult | None
+) -> dict[str, float]:
+    costs = {
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        "train_steps": stats.steps,
+        "train_seconds": stats.seconds,
+        "train_samples_per_second": stats.samples_per_second,
+        "train_tokens_per_second": stats.tokens_per_second,
+        "padding_efficiency": stats.padding_efficiency,
+        "model_flops_utilisation": model_flops_utilisation(stats.tokens_per_second, total, trainable, device),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+    if test is not None:
+        costs["eval_seconds"] = test.seconds
+    return costs
+
+
+def refuse_pickles(directory: Path) -> None:
+    """Adapters are safetensors only: loading a pickle from a results folder can run code."""
+    pickles = [p.name for p in directory.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickles:
+        raise PeftbenchError(
+            f"{directory} holds pickle files ({', '.join(sorted(pickles))}); peftbench loads safetensors only"
+        )
+
+
+def _finite(result: EvalResult, split: str) -> EvalResult:
+    """NaN or infinite logits at evaluation are a diverged model, whatever the loss said."""
+    if not np.isfinite(result.logits).all():
+        raise TrainingDiverged(f"the model's {split} logits are not finite (NaN or infinite)")
+    return result
+
+
+def _enter(phase: str, on_phase: Callable[[str], None] | None) -> str:
+    if on_phase is not None:
+        on_phase(phase)
+    return phase

@@ -1,0 +1,120 @@
+"""Where a sweep's results live: ``records/<run id>.json`` and ``adapters/<run id>/``.
+
+The store owns everything about results on disk, the same for every executor:
+
+- **resume**: which runs already have a complete, readable record;
+- **staging**: a run saves its adapter into a private staging folder, never into
+  ``adapters/<run id>`` itself, so a run that fails or is killed while saving cannot damage
+  the adapter of an earlier complete run;
+- **promotion**: a complete run's staged adapter replaces ``adapters/<run id>``, then its record
+  is written (atomically);
+- **never losing a result**: a rerun (``--force``) that fails keeps the earlier complete record
+  and adapter, with a warning; the failure is still reported to the sweep.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+from peftbench.errors import PeftbenchError
+from peftbench.records import (
+    ADAPTERS_DIR,
+    RecordWarning,
+    RunRecord,
+    read_record,
+    record_path,
+    write_record,
+)
+
+STAGING_PREFIX = ".staging-"
+
+
+class ResultStore:
+    """The results folder of a sweep (``--out``), checked writable when opened."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = _writable_folder(Path(out).expanduser())
+
+    def complete(self, run_id: str) -> RunRecord | None:
+        """The run's record if it exists, reads and completed; else ``None`` (run it again)."""
+        path = record_path(self.out, run_id)
+        if not path.exists():
+            return None
+        try:
+            record = read_record(path)
+        except (OSError, ValueError, TypeError):
+            return None  # unreadable: run it again
+        return record if record.status == "complete" else None
+
+    def staging(self, run_id: str) -> Path:
+        """A fresh path (not yet created) for the run to save its adapter into."""
+        path = self.out / ADAPTERS_DIR / f"{STAGING_PREFIX}{run_id}"
+        shutil.rmtree(path, ignore_errors=True)  # left behind by a sweep killed mid-save
+        return path
+
+    def adapter(self, run_id: str) -> Path:
+        return self.out / ADAPTERS_DIR / run_id
+
+    def settle(self, record: RunRecord, staged: Path | None) -> RunRecord:
+        """Keep what a finished run produced; returns the record the store now holds for it.
+
+        A complete final run's staged adapter is promoted to ``adapters/<run id>`` and its record
+        written. A run that did not complete never replaces an earlier complete one: that record
+        and its adapter stay (and are returned); otherwise its ``failed``/``diverged`` record is
+        written and any adapter under its id removed, since nothing there is usable.
+        """
+        if record.status == "complete" and record.stage == "final":
+            self._promote(record, staged)
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+        if record.status != "complete":
+            previous = self.complete(record.run_id)
+            if previous is not None:
+                warnings.warn(
+                    f"the rerun of {record.run_id} {record.status} ({record.error}); its earlier "
+                    "complete record and adapter are kept",
+                    RecordWarning,
+                    stacklevel=2,
+                )
+                return previous
+            shutil.rmtree(self.adapter(record.run_id), ignore_errors=True)
+        self.write(record)
+        return record
+
+    def write(self, record: RunRecord) -> None:
+        """Write ``record`` atomically; a record that cannot be written stops the sweep in one line."""
+        try:
+            write_record(record, self.out)
+        except OSError as error:
+            raise PeftbenchError(
+                f"could not write the record of {record.run_id} under {self.out}: {error.strerror or error}; "
+                "the records already written are kept"
+            ) from error
+
+    def _promote(self, record: RunRecord, staged: Path | None) -> None:
+        """Move the staged adapter into place; a run whose adapter cannot be kept has failed."""
+        final = self.adapter(record.run_id)
+        try:
+            if staged is None or not staged.is_dir():
+                raise FileNotFoundError(f"the run saved no adapter folder ({staged})")
+            shutil.rmtree(final, ignore_errors=True)
+            staged.rename(final)
+        except OSError as error:
+            record.fail("failed", f"{type(error).__name__}: {error}", "save")
+            return
+        record.adapter_path = final.relative_to(self.out).as_posix()
+
+
+def _writable_folder(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise PeftbenchError(f"output path '{out}' is a file: pass a folder for --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".peftbench-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PeftbenchError(f"output folder '{out}' is not writable: {error.strerror}") from error
+    return out
