@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -62,7 +62,8 @@ def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -
         options["metavar"] = cli.get("metavar") or name.upper()
         if cli.get("repeat"):
             options["action"] = "append"
-        limits = range_text(field)
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+        limits = range_text(field) or (f"one of {', '.join(choices)}" if choices else "")
         shown = ",".join(map(value, default)) if isinstance(default, tuple) else value(default)
         shown = "" if default in ({}, None) else shown
         extras = ", ".join(part for part in (f"default: {shown}" if shown else "", limits) if part)

@@ -116,7 +116,10 @@ def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | 
             raise PeftbenchError(
                 f"bad hyper-parameter override '{item}': write METHOD.KEY=VALUE, e.g. lora.r=16"
             )
-        nested.setdefault(method, {})[key.strip()] = value.strip()
+        values = nested.setdefault(method, {})
+        if key.strip() in values:
+            raise PeftbenchError(f"hyper-parameter '{method}.{key.strip()}' is given twice: give it once")
+        values[key.strip()] = value.strip()
     return nested
 
 
@@ -134,7 +137,9 @@ class SweepConfig(_Settings):
     seeds: Annotated[tuple[int, ...], BeforeValidator(_seeds)] = Field(
         (0,), description="comma-separated integer seeds"
     )
-    num_seeds: Whole | None = Field(None, ge=1, description="use seeds 0..N-1 (instead of --seeds)")
+    num_seeds: Whole | None = Field(
+        None, ge=1, strict=True, description="use seeds 0..N-1 (instead of --seeds)"
+    )
     tune: bool = Field(False, description="pick hyper-parameters on validation, then test every seed")
     hp: Annotated[dict[str, dict[str, Any]], BeforeValidator(parse_hp_overrides)] = Field(
         default_factory=dict,

@@ -124,6 +124,10 @@ CASES = {
     "huge seed": (["--seeds", "18446744073709551616"], "seed 18446744073709551616 is too large"),
     "unknown precision": (["--precision", "fp8"], "unknown precision 'fp8'"),
     "GPU that is not there": (["--device", "cuda:3"], "no CUDA GPU is available"),
+    "max length beyond the model's positions": (
+        ["--max-length", "100000"],
+        "--max-length 100000 is more than model 'tiny-gpt2' takes: it has 512 positions; use --max-length",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import write_keyword_csv
+from fake_plugins import HeadProbe
 from peftbench.cli import main
 from peftbench.errors import PeftbenchError
 from peftbench.methods.base import TaskInfo
@@ -162,3 +163,39 @@ def test_comma_separated_target_modules_reach_peft_as_a_list(registry):
         name.rsplit(".", 1)[-1] for name, module in prepared.named_modules() if hasattr(module, "lora_A")
     }
     assert adapted == {"c_attn", "c_proj"}
+
+
+def _method(name, **attributes):
+    """A method declared the short way (``defaults``/``bounds``), as a small plugin would."""
+    body = {"name": name, "description": "x", "prepare": None, "save": None, "load": None, **attributes}
+    return type(name, (HeadProbe,), body)()
+
+
+def test_list_defaults_take_their_items_type_from_the_command_line():
+    method = _method("layers_demo", defaults={"layers": [1, 2]})
+    assert method.hyperparameters({"layers": "3,4"})["layers"] == [3, 4]
+    assert method.hyperparameters({"layers": "[5, 6]"})["layers"] == [5, 6]
+    with pytest.raises(PeftbenchError, match="hyper-parameter 'layers' must be list, got"):
+        method.hyperparameters({"layers": "a,b"})
+
+
+@pytest.mark.parametrize(
+    ("attributes", "words"),
+    [
+        (
+            {"defaults": {"r": 0}, "bounds": {"r": (1, None)}},
+            "method 'demo': hyper-parameter 'r'=0 is out of range",
+        ),
+        (
+            {"defaults": {"x": None}, "bounds": {"x": (1, None)}},
+            "gives bounds for 'x', whose default None is not",
+        ),
+        (
+            {"defaults": {"r": 1}, "bounds": {"rr": (1, None)}},
+            "gives bounds for 'rr', which is not in its defaults",
+        ),
+    ],
+)
+def test_a_method_whose_own_declaration_is_wrong_is_one_line(attributes, words):
+    with pytest.raises(PeftbenchError, match=words):
+        _method("demo", **attributes).hyperparameters()

@@ -153,6 +153,26 @@ def test_variants_are_named_by_the_hyper_parameter_that_differs():
     assert sorted(frame["label"]) == ["lora (r=16)", "lora (r=8)"]
 
 
+def test_variants_whose_values_print_alike_are_told_apart_by_their_hash():
+    first, second = variant(0, 0.8, 8), variant(0, 0.9, 8)
+    second.hyperparameters["learning_rate"] = 0.0010000001  # prints as 0.001 too
+    second.run_id = "lora-close-seed0"
+    labels = sorted(Leaderboard([first, second]).to_frame()["label"])
+    assert len(set(labels)) == 2 and all(label.startswith("lora (learning_rate=0.001, ") for label in labels)
+
+
+def test_counts_stay_whole_numbers_and_tuned_values_are_kept_raw():
+    tuning = {"chosen": {"learning_rate": 0.003}, "candidates": []}
+    frame = Leaderboard(
+        [record("lora", 0, 0.8, tuning=tuning), record("lora", 1, 0.9, tuning=tuning)]
+    ).to_frame()
+    assert str(frame["trainable_params"].dtype) == "Int64" and frame.loc[0, "trainable_params"] == 10
+    assert (
+        frame.loc[0, "tuned_values"] == {"learning_rate": 0.003}
+        and frame.loc[0, "tuned"] == "learning_rate=0.003"
+    )
+
+
 def test_a_single_setting_keeps_the_plain_method_name():
     frame = Leaderboard([variant(0, 0.8, 8), variant(1, 0.82, 8)]).to_frame()
     assert list(frame["label"]) == ["lora"] and list(frame["method"]) == ["lora"]

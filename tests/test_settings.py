@@ -116,6 +116,7 @@ def test_new_settings_reach_the_record_and_every_training_setting_is_recorded(tm
         (["--seeds", "0,1", "--num-seeds", "3"], "--seeds and --num-seeds are mutually exclusive"),
         (["--methods", "lora,ia3,lora"], "method 'lora' is named twice in --methods"),
         (["--num-seeds", "0"], "setting num_seeds=0 is out of range: use at least 1"),
+        (["--hp", "lora.r=4", "--hp", "lora.r=8"], "hyper-parameter 'lora.r' is given twice: give it once"),
     ],
 )
 def test_contradictory_or_repeated_settings_are_one_line(tmp_path, capsys, argv, words):
@@ -131,6 +132,12 @@ def test_num_seeds_means_seeds_from_zero_and_settings_parse_like_the_command_lin
     config = sweep_config(methods="lora, ia3", seeds="2,0,2", hp=["lora.r=16"])
     assert config.methods == ("lora", "ia3") and config.seeds == (2, 0)  # each seed once, in order
     assert config.hp == {"lora": {"r": "16"}}  # converted by the method's own hyper-parameters later
+
+
+@pytest.mark.parametrize("count", ["3", 3.0, True])
+def test_num_seeds_must_be_a_whole_number_not_something_like_one(count):
+    with pytest.raises(PeftbenchError, match=f"setting num_seeds={count!r} must be a whole number"):
+        sweep_config(num_seeds=count)
 
 
 def test_an_unknown_setting_lists_the_known_ones():

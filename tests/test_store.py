@@ -144,3 +144,43 @@ def test_settle_keeps_an_earlier_complete_result_and_reports_the_new_failure(tmp
     assert store.settle(fresh.fail("diverged", "loss became nan", "train"), None) is fresh
     assert not (tmp_path / "adapters" / "ia3-seed0-def").exists()
     assert read_record(tmp_path / "records" / "ia3-seed0-def.json").status == "diverged"
+
+
+def test_a_forced_rerun_whose_adapter_cannot_be_moved_keeps_the_earlier_adapter(
+    finished_sweep, tmp_path, monkeypatch, capsys
+):
+    data, out = finished_sweep
+    copy = tmp_path / "runs"
+    shutil.copytree(out, copy)
+    adapters = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
+    before = snapshot(copy)
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".staging-lora-"):
+            raise OSError(28, "No space left on device")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(copy),
+            "--methods", "lora", "--no-references", "--force", "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    assert "its earlier complete record and adapter are kept" in capsys.readouterr().err
+    assert snapshot(copy) == before
+    after = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
+    assert after == adapters
+
+
+def test_an_interrupted_run_leaves_no_staging_folder(finished_sweep, tmp_path, monkeypatch):
+    data, _ = finished_sweep
+
+    def interrupted(self, model, folder):
+        (folder / "half.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Lora, "save", interrupted)
+    args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out",
+            str(tmp_path / "runs"), "--methods", "lora", "--no-references", "--quiet"]  # fmt: skip
+    assert main(args) == 130
+    assert list((tmp_path / "runs" / "adapters").iterdir()) == []
+    assert list((tmp_path / "runs" / "records").glob("*.json")) == []

@@ -62,8 +62,12 @@ FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
     "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
-    "hyperparameters", *COST_COLUMNS, "reload_identical", "run_ids", "config", "dataset_fingerprint",
+    "tuned_values", "hyperparameters", *COST_COLUMNS, "reload_identical", "run_ids", "config",
+    "dataset_fingerprint",
 ]  # fmt: skip
+OBJECT_COLUMNS = ["tuned_values", "hyperparameters"]  # dicts, kept as they are in the records
+#: Counts, equal for every seed of one configuration: whole numbers in the frame too.
+COUNT_COLUMNS = ["trainable_params", "total_params", "adapter_bytes"]
 GROUP = ["model", "dataset"]
 KEYS = ["model", "dataset", "method", "config"]
 
@@ -96,7 +100,7 @@ class Leaderboard:
     def runs_frame(self) -> pd.DataFrame:
         """One row per final run (per seed), with explicit dtypes: the per-seed values."""
         rows = [_run_row(record, self.label(record)) for record in self.final]
-        frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "hyperparameters"]).astype(RUN_COLUMNS)
+        frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *OBJECT_COLUMNS]).astype(RUN_COLUMNS)
         return frame
 
     def to_frame(self) -> pd.DataFrame:
@@ -132,6 +136,7 @@ class Leaderboard:
             [*GROUP, "accuracy"], ascending=[True, True, False], na_position="last"
         )
         table["rank"] = table.groupby(GROUP)["accuracy"].rank(ascending=False, method="min").astype("Int64")
+        table[COUNT_COLUMNS] = table[COUNT_COLUMNS].round().astype("Int64")
         return table[FRAME_COLUMNS].reset_index(drop=True)
 
 
@@ -156,6 +161,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
         loss=done["loss"].astype(float).mean(),
         validation_accuracy=done["validation_accuracy"].astype(float).mean(),
         tuned=group["tuned"].iloc[0],
+        tuned_values=group["tuned_values"].iloc[0],
         hyperparameters=group["hyperparameters"].iloc[0],
         run_ids=sorted(group["run_id"]),
         reload_identical=bool(done["reload_identical"].fillna(False).all()) if len(done) else pd.NA,
@@ -239,11 +245,14 @@ def variant_labels(records: list[RunRecord]) -> dict[str, str]:
     names: dict[tuple, str] = {}
     for (model, dataset, method), variants in configs.items():
         varying = _varying(list(variants.values()))
-        for key, config in variants.items():
-            shown = ", ".join(_shown(section, name, config) for section, name in varying)
-            names[model, dataset, method, key] = (
-                f"{method} ({shown or key[:6]})" if len(variants) > 1 else method
-            )
+        labels = {
+            key: ", ".join(_shown(section, name, config) for section, name in varying)
+            for key, config in variants.items()
+        }
+        for key, shown in labels.items():
+            if not shown or list(labels.values()).count(shown) > 1:  # values that print alike: the hash
+                shown = f"{shown}, {key[:6]}" if shown else key[:6]
+            names[model, dataset, method, key] = f"{method} ({shown})" if len(variants) > 1 else method
     return {r.run_id: names[r.model, r.dataset, r.method, config_key(r)] for r in records}
 
 
@@ -328,6 +337,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "mfu": c.get("model_flops_utilisation"),
         "reload_identical": record.reload.get("predictions_identical"),
         "tuned": hp_text(chosen, edge_keys(record.tuning)),
+        "tuned_values": dict(chosen),
         "error": record.error,
         "hyperparameters": dict(record.hyperparameters),
     }

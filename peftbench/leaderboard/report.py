@@ -118,7 +118,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
     """Every column of the frame; dicts and lists (per-seed values, run ids) as JSON text."""
     frame = frame.copy()
-    for column in ("accuracy_per_seed", "hyperparameters", "run_ids"):
+    for column in ("accuracy_per_seed", "tuned_values", "hyperparameters", "run_ids"):
         frame[column] = frame[column].map(lambda value: json.dumps(value, default=_plain, sort_keys=True))
     return frame.to_csv(path, index=False)
 

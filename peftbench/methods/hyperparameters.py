@@ -54,15 +54,13 @@ def _module_names(value: Any) -> list[str] | None:
     raise PydanticCustomError("module_names", f"must be {MODULE_NAMES_FORMS}, got {value!r}")
 
 
-def _comma_list(value: Any) -> Any:
-    """A list hyper-parameter from the command line: ``a,b`` (or JSON) -> ``["a", "b"]``."""
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return parsed if isinstance(parsed, list) else value
-    return value
+def _container(text: str) -> Any:
+    """A list or dict hyper-parameter from the command line: JSON, or ``a,b`` for ``["a", "b"]``
+    (pydantic then converts each item to the declared type)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return [part.strip() for part in text.split(",") if part.strip()]
 
 
 ModuleNames = Annotated[list[str] | None, BeforeValidator(_module_names)]
@@ -73,7 +71,8 @@ architecture). Takes ``query,value``, ``["query", "value"]`` or a list; always h
 class Hyperparameters(BaseModel):
     """Hyper-parameters of a method that trains nothing; the base of every method's model."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # validate_default: a method's own default outside its own bounds is refused, not used.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, validate_default=True)
 
 
 class TrainingHyperparameters(Hyperparameters):
@@ -107,7 +106,13 @@ class Declared:
 def declared(model: type[Hyperparameters]) -> list[Declared]:
     """Each hyper-parameter of ``model``: name, default, type, allowed range and help, in order."""
     return [
-        Declared(name, field.default, type_name(field), range_text(field), field.description or "")
+        Declared(
+            name,
+            field.get_default(call_default_factory=True),
+            type_name(field),
+            range_text(field),
+            field.description or "",
+        )
         for name, field in model.model_fields.items()
     ]
 
@@ -131,10 +136,14 @@ def from_defaults(
     for key in dict.fromkeys([*defaults, *bounds]):
         inherited = base.model_fields.get(key)
         if key not in defaults and inherited is None:
-            continue  # bounds for a hyper-parameter the method does not have
+            raise PeftbenchError(f"method '{name}' gives bounds for '{key}', which is not in its defaults")
         default = defaults.get(key, inherited.default if inherited else None)
         limits = field_bounds(inherited)
         annotation = inherited.annotation if inherited else _annotation(key, default)
+        if key in bounds and annotation not in (int, float):
+            raise PeftbenchError(
+                f"method '{name}' gives bounds for '{key}', whose default {default!r} is not a number"
+            )
         if key in bounds:
             low, high = bounds[key]
             if annotation is int:  # an int bounded by 1e-12 takes 1 and up
@@ -150,7 +159,8 @@ def _annotation(key: str, default: Any) -> Any:
     if default is None:
         return ModuleNames if key.endswith("_modules") else Any
     if isinstance(default, (list, tuple)):
-        return Annotated[list, BeforeValidator(_comma_list)]
+        kinds = {type(item) for item in default}
+        return list[kinds.pop()] if len(kinds) == 1 else list  # [1, 2] takes whole numbers
     return type(default)
 
 
@@ -161,6 +171,13 @@ def resolve(method: str, model: type[Hyperparameters], overrides: dict[str, Any]
         field = model.model_fields.get(key)
         if isinstance(value, bool) and type_name(field) in ("int", "float"):  # pydantic takes True as 1
             raise PeftbenchError(_words(method, model, Refusal(key, value, "bool", "", field)))
+        parses_text = any(isinstance(item, BeforeValidator) for item in field.metadata) if field else True
+        if (
+            isinstance(value, str)
+            and type_name(field) in ("list", "tuple", "set", "dict")
+            and not parses_text
+        ):
+            overrides[key] = _container(value)  # from the command line: JSON, or a,b,c for a list
     try:
         return model(**overrides).model_dump()
     except ValidationError as error:

@@ -14,9 +14,10 @@ import torch
 
 from peftbench.batching import TokenizedSplit
 from peftbench.data import DatasetSpec, LabelledSplits, load_splits
+from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult, evaluate_model
 from peftbench.methods.base import TaskInfo
-from peftbench.models import ModelSpec, load_model, load_tokenizer, resolve_model
+from peftbench.models import ModelSpec, load_model, load_tokenizer, position_limit, resolve_model
 from peftbench.precision import apply_precision
 from peftbench.settings import SweepConfig, TrainConfig
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
@@ -79,6 +80,18 @@ class SweepContext:
         return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
 
 
+def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> None:
+    """Load the model once, before anything is tokenised: a model that cannot load, or cannot
+    take ``max_length`` tokens, is one clear error now instead of one failed record per run."""
+    model = load_model(spec, labels, 0, pad_id, config.trust_remote_code)
+    limit, asked = position_limit(model), config.train.max_length
+    if limit is not None and asked > limit:
+        raise PeftbenchError(
+            f"--max-length {asked} is more than model '{config.model}' takes: it has {limit} "
+            f"positions; use --max-length {limit} or less"
+        )
+
+
 def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
     """Load the data and the tokenizer, tokenise every split (or read the cache) once."""
     data = load_splits(
@@ -86,6 +99,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
     )
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
+    _check_model(spec, data.label_names, tokenizer.pad_token_id, config)
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     tokenized, hits = {}, {}
     for name in ("train", "validation", "test"):

@@ -8,6 +8,7 @@ optional extra, imported only when asked for) makes each run a Ray task.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -57,7 +58,12 @@ class LocalExecutor:
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
         for spec in specs:
             staged = store.staging(spec.run_id)
-            yield spec, execute_run(ctx, spec, staged), staged
+            try:
+                record = execute_run(ctx, spec, staged)
+            except BaseException:  # interrupted (Ctrl-C): leave no half-saved adapter behind
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
+            yield spec, record, staged
 
     def close(self) -> None:
         pass

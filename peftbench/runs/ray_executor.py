@@ -208,7 +208,9 @@ class RayExecutor:
         try:
             _unpack(result.adapter_files, staged)
         except OSError as error:
-            return result.record.fail("failed", f"{type(error).__name__}: {error}", "save on the driver"), staged
+            return result.record.fail(
+                "failed", f"{type(error).__name__}: {error}", "save on the driver"
+            ), staged
         return result.record, staged
 
     def _last_phase(self, spec: RunSpec) -> str:

@@ -53,7 +53,9 @@ def execute_run(
         total = sum(p.numel() for p in model.parameters())
         reset_peak_memory(ctx.device)
         phase = _enter("train", on_phase)
-        stats = train(model, ctx.train, spec.hp, ctx.train_config, spec.seed, ctx.device, ctx.pad_id, ctx.progress)
+        stats = train(
+            model, ctx.train, spec.hp, ctx.train_config, spec.seed, ctx.device, ctx.pad_id, ctx.progress
+        )
         phase = _enter("evaluate", on_phase)
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
         # Tuning runs never touch test, so the choice among them cannot depend on it.
@@ -65,7 +67,9 @@ def execute_run(
             adapter_dir.mkdir(parents=True)
             spec.method.save(model, adapter_dir)
             del model
-            record.costs["adapter_bytes"] = sum(f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file())
+            record.costs["adapter_bytes"] = sum(
+                f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()
+            )
             phase = _enter("reload", on_phase)
             refuse_pickles(adapter_dir)
             reloaded = spec.method.load(ctx.fresh_model(spec.seed), adapter_dir, ctx.task, spec.hp)

@@ -96,14 +96,20 @@ class ResultStore:
     def _promote(self, record: RunRecord, staged: Path | None) -> None:
         """Move the staged adapter into place; a run whose adapter cannot be kept has failed."""
         final = self.adapter(record.run_id)
+        earlier = final.with_name(f".earlier-{record.run_id}")  # kept until the new one is in place
         try:
             if staged is None or not staged.is_dir():
                 raise FileNotFoundError(f"the run saved no adapter folder ({staged})")
-            shutil.rmtree(final, ignore_errors=True)
+            shutil.rmtree(earlier, ignore_errors=True)
+            if final.exists():
+                final.rename(earlier)
             staged.rename(final)
         except OSError as error:
+            if earlier.exists() and not final.exists():
+                earlier.rename(final)  # the earlier complete run's adapter stays where it was
             record.fail("failed", f"{type(error).__name__}: {error}", "save")
             return
+        shutil.rmtree(earlier, ignore_errors=True)
         record.adapter_path = final.relative_to(self.out).as_posix()
 
 

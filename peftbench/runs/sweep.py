@@ -19,7 +19,6 @@ from typing import Any
 
 from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
-from peftbench.models import position_limit
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
 from peftbench.runs.context import SweepContext, build_context
@@ -65,7 +64,6 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
     try:
         placement = executor.start(config.device, config.train.precision)
         ctx = build_context(config, placement)
-        _check_model(ctx)
         sweep = _Sweep(config, ctx, store, executor)
         sweep.say(
             f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
@@ -81,17 +79,6 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
         return sweep.outcome
     finally:
         executor.close()
-
-
-def _check_model(ctx: SweepContext) -> None:
-    """Load the model once now: one clear error instead of one failed record per run."""
-    model = ctx.fresh_model(0)
-    limit, asked = position_limit(model), ctx.train_config.max_length
-    if limit is not None and asked > limit:
-        raise PeftbenchError(
-            f"--max-length {asked} is more than model '{ctx.model_name}' takes: it has {limit} "
-            f"positions; use --max-length {limit} or less"
-        )
 
 
 class _Sweep:
@@ -115,7 +102,9 @@ class _Sweep:
     def run_group(self, group: Plan) -> None:
         """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
         grids = {entry.method.name: self.grid(entry) for entry, _ in group}
-        tuning_runs = {entry.method.name: self._candidates(entry, grids[entry.method.name]) for entry, _ in group}
+        tuning_runs = {
+            entry.method.name: self._candidates(entry, grids[entry.method.name]) for entry, _ in group
+        }
         tried = self._execute([spec for specs in tuning_runs.values() for spec in specs])
         finals = []
         for entry, hp in group:
@@ -124,9 +113,13 @@ class _Sweep:
                 tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
                 hp = entry.method.hyperparameters({**self.config.hp.get(name, {}), **tuning["chosen"]})
                 chosen = tuning["chosen"]
-                self.say(f"  {name}: " + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"]))
+                self.say(
+                    f"  {name}: "
+                    + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
+                )
             finals += [
-                make_spec(self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}") for seed in self.seeds
+                make_spec(self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}")
+                for seed in self.seeds
             ]
         self._execute(finals)
         self.outcome.final_run_ids += [spec.run_id for spec in finals]
