@@ -10,13 +10,14 @@ from peftbench.api import run
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.hookspecs import hookimpl
 from peftbench.leaderboard import Leaderboard
-from peftbench.methods.base import Method, PeftMethod, TaskInfo
+from peftbench.methods.base import Method, PeftMethod, TaskInfo, TrainableParametersMethod, TrainingPlan
 from peftbench.methods.hyperparameters import (
     Hyperparameters,
     ModuleNames,
     TrainingHyperparameters,
     learning_rate_field,
 )
+from peftbench.models import classification_head, transformer_blocks
 from peftbench.plugins import collect_methods
 from peftbench.records import RunRecord, read_records
 from peftbench.settings import SweepConfig, TrainConfig
@@ -33,11 +34,15 @@ __all__ = [
     "SweepConfig",
     "TaskInfo",
     "TrainConfig",
+    "TrainableParametersMethod",
+    "TrainingPlan",
     "TrainingHyperparameters",
     "UnknownNameError",
+    "classification_head",
     "collect_methods",
     "hookimpl",
     "learning_rate_field",
     "read_records",
     "run",
+    "transformer_blocks",
 ]

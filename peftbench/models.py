@@ -151,7 +151,15 @@ def position_limit(model: nn.Module) -> int | None:
     return None
 
 
+#: Where the stack of transformer blocks sits below a model's backbone (``model.base_model``):
+#: GPT-2 and GPT-J (``h``), Llama, Mistral, Qwen, GPT-NeoX (``layers``), BERT, RoBERTa, MiniLM
+#: (``encoder.layer``), DistilBERT (``transformer.layer``), T5-style encoders (``block``).
+BLOCK_PATHS = ("h", "layers", "encoder.layer", "transformer.layer", "block")
+
+
 def classification_head(model: nn.Module) -> nn.Module:
+    """The classification head of a sequence-classification model (``score`` on GPT-2 and
+    Llama-style models, ``classifier`` on BERT-style ones)."""
     for name in HEAD_NAMES:
         head = getattr(model, name, None)
         if isinstance(head, nn.Module):
@@ -159,6 +167,22 @@ def classification_head(model: nn.Module) -> nn.Module:
     raise PeftbenchError(
         f"{type(model).__name__} has no classification head named {' or '.join(HEAD_NAMES)}; "
         "use a model that AutoModelForSequenceClassification supports"
+    )
+
+
+def transformer_blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's transformer blocks, input side first (GPT-2, BERT-style and Llama-style layouts)."""
+    backbone = getattr(model, "base_model", model)
+    for path in BLOCK_PATHS:
+        found = backbone
+        for part in path.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, nn.ModuleList) and len(found):
+            return found
+    raise PeftbenchError(
+        f"cannot find the transformer blocks of {type(model).__name__} (looked for "
+        f"{', '.join(BLOCK_PATHS)} below its base model); this method needs a GPT-2, BERT-style or "
+        "Llama-style model"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import re
 import warnings
@@ -19,7 +20,7 @@ import pluggy
 
 from peftbench import hookspecs
 from peftbench.errors import PeftbenchError, UnknownNameError
-from peftbench.methods.base import Method
+from peftbench.methods.base import ROLES, Method, PeftMethod
 
 ENTRY_POINT_GROUP = "peftbench"
 DEFAULT_PLUGINS = (
@@ -207,4 +208,48 @@ def _add(
             f"two methods are named '{name}': one from {first}, one from {source}; "
             f"uninstall one{_switch_off_hint((first, first_plugin), (source, plugin))}"
         )
+    problem = _cannot_run(method)
+    if problem:
+        raise _RegistryError(
+            f"plugin {source} registered method '{name}', which peftbench cannot run: {problem}"
+            f"{_switch_off_hint((source, plugin))}"
+        )
     pending[name] = RegisteredMethod(method, source)
+
+
+#: How the harness calls each method of a ``Method``: the positional arguments it passes.
+CALLS = {
+    "prepare": ("model", "task", "hp"),
+    "save": ("model", "directory"),
+    "load": ("base_model", "directory", "task", "hp"),
+    "extra_loss": ("model",),
+    "after_step": ("model", "step"),
+}
+OPTIONAL = ("extra_loss", "after_step")  # training hooks: checked only where a method defines them
+
+
+def _cannot_run(method: Method) -> str | None:
+    """What would make the harness fail on ``method`` mid-sweep, said now; ``None`` if nothing."""
+    description = getattr(method, "description", None)
+    if not isinstance(description, str) or not description.strip():
+        return "it has no description: set description = 'one sentence on what it trains'"
+    if method.role not in ROLES:
+        return f"its role {method.role!r} is unknown: use one of {', '.join(ROLES)}"
+    calls = {name: (args, {}) for name, args in CALLS.items() if name not in OPTIONAL or method.defines(name)}
+    if isinstance(method, PeftMethod):
+        calls["peft_config"] = (
+            ("model", "task"),
+            {"hp_key": None},
+        )  # called as peft_config(model, task, **hp)
+    for name, (args, keywords) in calls.items():
+        try:
+            inspect.signature(getattr(method, name)).bind(*args, **keywords)
+        except TypeError:
+            shown = ", ".join([*args, "**hp" if keywords else ""]).rstrip(", ")
+            return f"its {name}{inspect.signature(getattr(method, name))} cannot be called as {name}({shown})"
+    try:
+        method.hyperparameters()
+        method.tuning_grid()
+    except PeftbenchError as error:
+        return str(error)
+    return None

@@ -1,14 +1,17 @@
 """The training loop: AdamW, warmup + linear decay, gradient clipping, seeded, nothing hidden.
 
 Only parameters with ``requires_grad`` are optimised, so the same loop serves every method: a
-method decides what trains by what it leaves trainable. The loss is read back from the device only
-at log intervals, so a GPU never waits on the host between steps.
+method decides what trains by what it leaves trainable. A method that must act during training
+(AdaLoRA's rank re-allocation, a regulariser) does so through ``StepHooks``, which the loop calls
+without knowing whose they are. The loss is read back from the device only at log intervals, so
+a GPU never waits on the host between steps.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,17 +52,33 @@ class TrainStats:
         return self.tokens / self.padded_tokens if self.padded_tokens else float("nan")
 
 
+@dataclass(frozen=True)
+class StepHooks:
+    """What may be added to each training step; ``None`` costs nothing."""
+
+    #: A term added to the loss before ``backward`` (a regulariser on the trained parameters).
+    extra_loss: Callable[[], torch.Tensor] | None = None
+    #: Called with the number of optimiser steps done (from 1), before the gradients are cleared.
+    after_step: Callable[[int], None] | None = None
+
+
+def steps_per_epoch(examples: int, config: TrainConfig) -> int:
+    return math.ceil(examples / config.batch_size)
+
+
+def total_steps(examples: int, config: TrainConfig) -> int:
+    """Optimiser steps of a run: whole epochs, then a fraction of one, capped by ``max_steps``."""
+    total = max(1, round(steps_per_epoch(examples, config) * config.epochs))
+    return total if config.max_steps is None else min(total, config.max_steps)
+
+
 def plan_batches(split: TokenizedSplit, config: TrainConfig, seed: int) -> list[np.ndarray]:
     """Every batch of the run in order: whole epochs, then a fraction of one, capped by max_steps."""
     rng = np.random.default_rng(seed)
     batches: list[np.ndarray] = []
     for _ in range(math.ceil(config.epochs)):
         batches.extend(train_batches(split, config.batch_size, rng))
-    per_epoch = math.ceil(len(split) / config.batch_size)
-    total = max(1, round(per_epoch * config.epochs))
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    return batches[:total]
+    return batches[: total_steps(len(split), config)]
 
 
 def train(
@@ -71,6 +90,7 @@ def train(
     device: torch.device,
     pad_id: int,
     progress: bool = True,
+    hooks: StepHooks = StepHooks(),
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
@@ -99,10 +119,14 @@ def train(
         with autocast(device, config.precision):
             logits = forward(**batch).logits
         loss = F.cross_entropy(logits.float(), labels)
+        if hooks.extra_loss is not None:
+            loss = loss + hooks.extra_loss()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         schedule.step()
+        if hooks.after_step is not None:
+            hooks.after_step(step)
         optimizer.zero_grad(set_to_none=True)
         running += loss.detach()
         stats.samples += len(indices)

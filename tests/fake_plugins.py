@@ -53,16 +53,23 @@ def probe(name: str) -> HeadProbe:
     return method
 
 
-class ProbePlugin:
-    """Registers a head probe under each of the given names."""
+class MethodsPlugin:
+    """Registers the given method instances (so a test can look at them after a sweep)."""
 
-    def __init__(self, *names: str) -> None:
-        self.names = names
+    def __init__(self, *methods: Method) -> None:
+        self.methods = methods
 
     @hookimpl
     def register_methods(self, register):
-        for name in self.names:
-            register(probe(name))
+        for method in self.methods:
+            register(method)
+
+
+class ProbePlugin(MethodsPlugin):
+    """Registers a head probe under each of the given names."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(*(probe(name) for name in names))
 
 
 class BadNamePlugin(ProbePlugin):

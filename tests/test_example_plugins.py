@@ -1,14 +1,22 @@
 """The example plugin packages under plugins/, installed by scripts/setup.sh, found by entry point."""
 
+import json
+
 import pytest
+import torch
 
 import peftbench
 from conftest import keyword_folder
+from peftbench.batching import tokenize_split
+from peftbench.data import DatasetSpec, load_splits
+from peftbench.methods.base import TaskInfo, TrainingPlan
 from peftbench.plugins import collect_methods
+from peftbench.settings import TrainConfig
+from peftbench.train import StepHooks, train
 
 BITFIT = "peftbench-bitfit 0.1.0"
 EXTRAS = "peftbench-peft-extras 0.1.0"
-EXTRA_METHODS = ["loha", "lokr", "dora", "vera", "prompt_tuning", "p_tuning"]
+EXTRA_METHODS = ["loha", "lokr", "dora", "vera", "prompt_tuning", "p_tuning", "adalora"]
 # Refused on GPT-2, with the reason the refusal gives.
 CONV1D = "does not support GPT-2-style Conv1D projections; use lora"  # peft's LyCORIS layers
 PADDING = "pools the last non-padding token"  # soft prompts pass inputs_embeds only: a pad is pooled
@@ -100,3 +108,69 @@ def test_soft_prompts_predict_the_same_alone_or_in_a_padded_batch_on_bert(regist
             batch = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
             alone = model(input_ids=ids[1:, :2], attention_mask=torch.ones(1, 2, dtype=torch.long)).logits
         torch.testing.assert_close(batch[1:], alone, rtol=1e-4, atol=1e-5)
+
+
+def adapter_ranks(folder) -> dict[str, int]:
+    """AdaLoRA's final rank of each adapted matrix, from the configuration its adapter saved."""
+    config = json.loads((folder / "adapter_config.json").read_text())
+    return {name: sum(mask) for name, mask in config["rank_pattern"].items()}
+
+
+@pytest.mark.parametrize(("model", "modules"), [("tiny-gpt2", 2), ("minilm", 12)])
+def test_adalora_moves_its_rank_budget_between_matrices(registry, keyword_data, tmp_path, model, modules):
+    board = peftbench.run(
+        model=model, dataset=str(keyword_data), methods="adalora", out=tmp_path, epochs=3, references=False,
+        hp={"adalora": {"init_r": 6, "target_r": 4}}, progress=False,
+    )  # fmt: skip
+    (record,) = board.records
+    assert record.status == "complete" and record.reload["predictions_identical"] is True, record.error
+    ranks = adapter_ranks(tmp_path / record.adapter_path)
+    assert len(ranks) == modules and all(0 <= rank <= 6 for rank in ranks.values())
+    assert sum(ranks.values()) <= 4 * modules  # the target budget: an average rank of target_r
+    assert len(set(ranks.values())) > 1, ranks  # re-allocated: the matrices no longer have one rank
+
+
+def test_adalora_adds_its_orthogonality_regulariser_to_the_loss(registry, keyword_data):
+    """peft adds it only when the model computes the loss; peftbench's loop gets it from extra_loss."""
+    spec = peftbench.models.resolve_model("tiny-gpt2")
+    tokenizer = peftbench.models.load_tokenizer(spec)
+    split = tokenize_split(tokenizer, load_splits(DatasetSpec(str(keyword_data))).train, 64)
+    task = TaskInfo(2, ("bad", "good"), (64, 64), TrainingPlan(4, 4, 1.0, 32, "cpu"))
+    method = registry.get("adalora").method
+    first_loss, regulariser = {}, {}
+    for weight in (0.0, 1.0):
+        hp = method.hyperparameters({"orth_reg_weight": weight})
+        torch.manual_seed(0)
+        model = method.prepare(peftbench.models.load_model(spec, task.label_names, 0, 50256), task, hp)
+        regulariser[weight] = float(method.extra_loss(model).detach())
+        hooks = StepHooks(extra_loss=lambda model=model: method.extra_loss(model))
+        config = TrainConfig(max_steps=1, log_every=1, precision="fp32")
+        stats = train(model, split, hp, config, 0, torch.device("cpu"), 50256, progress=False, hooks=hooks)
+        first_loss[weight] = stats.loss_history[0][1]
+    assert regulariser[0.0] == 0.0 and regulariser[1.0] > 0.1
+    assert first_loss[1.0] - first_loss[0.0] == pytest.approx(regulariser[1.0], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        (
+            "adalora.target_r=12",
+            "method 'adalora': target_r=12 must be below init_r=12: the budget only shrinks",
+        ),
+        (
+            "adalora.tfinal=0.95",
+            "method 'adalora': tinit=0.1 + tfinal=0.95 must be below 1: no steps would be",
+        ),
+    ],
+)
+def test_adalora_rules_between_hyper_parameters_are_one_line_before_training(
+    tmp_path, capsys, override, words
+):
+    from peftbench.cli import main
+
+    args = ["run", "--model", "tiny-gpt2", "--methods", "adalora", "--hp", override, "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"peftbench: error: {words}") and err.count("\n") == 1
+    assert not (tmp_path / "records").exists()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import peftbench
 from conftest import keyword_folder
 from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
-from peftbench.models import load_model, load_tokenizer, resolve_model
+from peftbench.errors import PeftbenchError
+from peftbench.methods.base import TrainableParametersMethod
+from peftbench.models import (
+    classification_head,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+    transformer_blocks,
+)
 from peftbench.plugins import collect_methods
 from peftbench.precision import apply_precision
 
@@ -81,3 +90,33 @@ def test_bf16_policy_keeps_trainable_weights_fp32():
     apply_precision(model, "bf16", keep_fp32=trained)
     for name, parameter in model.named_parameters():
         assert parameter.dtype == (torch.float32 if name in trained else torch.bfloat16), name
+
+
+class LastBlock(TrainableParametersMethod):
+    name = "last_block"
+    description = "The last transformer block and the head train."
+
+    def prepare(self, model, task, hp):
+        model.requires_grad_(False)
+        transformer_blocks(model)[-1].requires_grad_(True)
+        classification_head(model).requires_grad_(True)
+        return model
+
+
+def test_trainable_parameters_are_saved_and_loaded_exactly(tmp_path):
+    method, spec = LastBlock(), resolve_model("tiny-gpt2")
+    model = method.prepare(load_model(spec, ("a", "b"), 0, 50256), None, {})
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        for parameter in trained.values():
+            parameter.add_(1.0)  # as if trained
+    method.save(model, tmp_path)
+    saved = load_file(str(tmp_path / method.WEIGHTS))
+    assert set(saved) == set(trained) and all(n.startswith(("transformer.h.1.", "score.")) for n in saved)
+    fresh = method.load(load_model(spec, ("a", "b"), 0, 50256), tmp_path, None, {})
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(trained)  # prepared again
+    for name, parameter in fresh.named_parameters():
+        assert torch.equal(parameter, dict(model.named_parameters())[name]), name
+    save_file({"transformer.h.9.ln_1.weight": torch.ones(3)}, str(tmp_path / method.WEIGHTS))
+    with pytest.raises(PeftbenchError, match="do not fit this model"):
+        method.load(load_model(spec, ("a", "b"), 0, 50256), tmp_path, None, {})

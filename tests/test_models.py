@@ -1,11 +1,20 @@
-"""Base models and tokenizers: GPT-2's pooling under right padding, tokenizers without files."""
+"""Base models: GPT-2's pooling under right padding, and the parts of a model plugin authors need."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import transformers
 
 import peftbench
-from peftbench.models import load_tokenizer, resolve_model
+from peftbench.errors import PeftbenchError
+from peftbench.models import (
+    classification_head,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+    transformer_blocks,
+)
 
 
 def test_gpt2_pools_the_last_real_token_under_right_padding():
@@ -20,3 +29,38 @@ def test_gpt2_pools_the_last_real_token_under_right_padding():
         padded = model(**batch).logits[0]
         alone = model(input_ids=torch.tensor([short])).logits[0]
     assert torch.allclose(padded, alone, atol=1e-5)
+
+
+def tiny_models() -> dict[str, torch.nn.Module]:
+    """One small sequence classifier per layout: GPT-2, BERT-style and Llama-style."""
+    bert = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        num_labels=2,
+    )  # fmt: skip
+    llama = transformers.LlamaConfig(
+        vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=2, num_labels=2, pad_token_id=0,
+    )  # fmt: skip
+    return {
+        "gpt2": load_model(resolve_model("tiny-gpt2"), ("a", "b"), 0, 50256),
+        "bert": transformers.BertForSequenceClassification(bert),
+        "llama": transformers.LlamaForSequenceClassification(llama),
+    }
+
+
+def test_transformer_blocks_and_the_head_are_found_in_every_layout():
+    models = tiny_models()
+    expected = {"gpt2": (2, "GPT2Block", "score"), "bert": (3, "BertLayer", "classifier"),
+                "llama": (4, "LlamaDecoderLayer", "score")}  # fmt: skip
+    for name, model in models.items():
+        count, block, head = expected[name]
+        blocks = transformer_blocks(model)
+        assert len(blocks) == count and type(blocks[-1]).__name__ == block, name
+        assert classification_head(model) is getattr(model, head), name
+
+
+def test_a_model_without_blocks_or_head_is_one_line():
+    with pytest.raises(PeftbenchError, match="cannot find the transformer blocks of Linear"):
+        transformer_blocks(torch.nn.Linear(2, 2))
+    with pytest.raises(PeftbenchError, match="Linear has no classification head named score or classifier"):
+        classification_head(torch.nn.Linear(2, 2))

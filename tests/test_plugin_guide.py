@@ -1,41 +1,88 @@
-"""The author guide's code, run from an empty folder to a leaderboard row."""
+"""The author guide's code, installed from empty folders and run to leaderboard rows."""
+
+from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import ROOT, run_cli, write_keyword_csv
+from peftbench.records import read_records
 
 FILE_BLOCK = re.compile(r'```\w+ title="([^"]+)"\n(.*?)```', re.S)
+GUIDE_FILES = dict(FILE_BLOCK.findall((ROOT / "docs" / "plugin-guide.md").read_text()))
 
 
-def test_guide_builds_an_installable_plugin_that_reaches_the_leaderboard(tmp_path):
-    files = dict(FILE_BLOCK.findall((ROOT / "docs" / "plugin-guide.md").read_text()))
-    assert set(files) == {"peftbench_ln_tuning.py", "pyproject.toml"}
-    code = [line for line in files["peftbench_ln_tuning.py"].splitlines() if line.strip()]
-    assert len(code) <= 17, "the guide promises a method in about fifteen lines"
-    package = tmp_path / "peftbench-ln-tuning"
-    package.mkdir()
-    for name, text in files.items():
-        (package / name).write_text(text)
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, str]:
+    """Every package the guide writes, installed (as pip would from PyPI) into one site folder."""
+    root = tmp_path_factory.mktemp("guide")
+    for title, text in GUIDE_FILES.items():
+        (root / title).parent.mkdir(parents=True, exist_ok=True)
+        (root / title).write_text(text)
+    site = root / "site"
+    packages = sorted({str(root / Path(title).parent) for title in GUIDE_FILES})
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-         "--target", str(site), str(package)],
+         "--target", str(site), *packages],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    env = {"PYTHONPATH": str(site)}
+    return {"PYTHONPATH": str(site)}
 
-    listed = run_cli("methods", env=env)
+
+def test_the_guide_writes_two_packages_and_the_peft_method_is_short():
+    assert set(GUIDE_FILES) == {
+        "peftbench-ln-tuning/peftbench_ln_tuning.py",
+        "peftbench-ln-tuning/pyproject.toml",
+        "peftbench-top-layers/peftbench_top_layers.py",
+        "peftbench-top-layers/pyproject.toml",
+    }
+    code = [
+        line
+        for line in GUIDE_FILES["peftbench-ln-tuning/peftbench_ln_tuning.py"].splitlines()
+        if line.strip()
+    ]
+    assert len(code) <= 17, "the guide promises a method in about fifteen lines"
+
+
+def test_guide_builds_an_installable_plugin_that_reaches_the_leaderboard(installed, tmp_path):
+    listed = run_cli("methods", env=installed)
     assert listed.returncode == 0, listed.stderr
     assert "ln_tuning  (peftbench-ln-tuning 0.1.0)" in listed.stdout
     assert "Trains only the LayerNorm scales" in listed.stdout
+    assert "top_layers  (peftbench-top-layers 0.1.0)" in listed.stdout
+    assert "how many of the last transformer blocks train" in listed.stdout  # its help, from the model
 
     data = write_keyword_csv(tmp_path / "data.csv")
     out = tmp_path / "runs"
     args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
-    ran = run_cli("run", *args, "--methods", "ln_tuning,lora", env=env)
+    ran = run_cli("run", *args, "--methods", "ln_tuning,lora", env=installed)
     assert ran.returncode == 0, ran.stderr
-    board = run_cli("leaderboard", str(out), env=env)
+    board = run_cli("leaderboard", str(out), env=installed)
     rows = [line for line in board.stdout.splitlines() if "| ln_tuning " in line]
     assert len(rows) == 1 and rows[0].rstrip().endswith("| yes                |")
+
+
+@pytest.mark.parametrize(("model", "blocks"), [("tiny-gpt2", 2), ("minilm", 6)])
+def test_the_low_level_method_trains_the_last_blocks_and_reloads_identically(
+    installed, tmp_path, model, blocks
+):
+    data = write_keyword_csv(tmp_path / "data.csv")
+    out = tmp_path / "runs"
+    args = ["--model", model, "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet",
+            "--methods", "top_layers", "--no-references", "--hp", "top_layers.layers=2"]  # fmt: skip
+    ran = run_cli("run", *args, env=installed)
+    assert ran.returncode == 0, ran.stderr
+    (record,) = read_records(out)
+    assert record.status == "complete" and record.reload["predictions_identical"] is True
+    assert 0 < record.costs["trainable_params"] < record.costs["total_params"]
+    too_many = run_cli("run", *args[:-1], f"top_layers.layers={blocks + 1}", env=installed)
+    assert too_many.returncode == 1 and "top_layers (failed)" in too_many.stderr
+    (failed,) = [r for r in read_records(out) if r.status == "failed"]
+    assert (
+        failed.error
+        == f"PeftbenchError: layers={blocks + 1}, but the model has {blocks} blocks (during prepare)"
+    )

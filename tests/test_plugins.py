@@ -6,11 +6,13 @@ import warnings
 
 import pytest
 
-from conftest import registered
+from conftest import registered, run_cli
 from fake_plugins import (
     BadNamePlugin,
     DuplicateLoraPlugin,
+    HeadProbe,
     HeadProbePlugin,
+    MethodsPlugin,
     NeedsPackagePlugin,
     ProbePlugin,
     RaisingPlugin,
@@ -133,3 +135,103 @@ def test_a_registry_refusal_wrapped_by_the_plugin_is_still_an_error(register_plu
     register_plugin(SwallowingPlugin(), "peftbench-swallow 0.1", name="swallow")
     with pytest.raises(PeftbenchError, match="two methods are named 'lora'"):
         collect_methods()
+
+
+def refusal(method) -> str:
+    """The one-line error that registering ``method`` gives."""
+    manager = PluginManager()
+    manager.register_plugin(ProbePlugin(), "probe_ep", "peftbench-probe 0.1")  # no methods of its own
+    manager.register_plugin(MethodsPlugin(method), "broken_ep", "peftbench-broken 2.0")
+    with pytest.raises(PeftbenchError) as error:
+        collect_methods(manager)
+    message = str(error.value)
+    assert "\n" not in message and "peftbench-broken 2.0" in message and "'broken_ep'" in message
+    return message
+
+
+def variant(**attributes):
+    return type("Variant", (HeadProbe,), {"name": "variant", **attributes})()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "words"),
+    [
+        (
+            {"prepare": lambda self, model, task: model},
+            "its prepare(model, task) cannot be called as prepare(model, task, hp)",
+        ),
+        ({"save": lambda self, model: None}, "its save(model) cannot be called as save(model, directory)"),
+        (
+            {"load": lambda self, model, directory: model},
+            "cannot be called as load(base_model, directory, task, hp)",
+        ),
+        ({"extra_loss": lambda self: 0.0}, "its extra_loss() cannot be called as extra_loss(model)"),
+        ({"after_step": lambda self, model: None}, "cannot be called as after_step(model, step)"),
+        ({"description": ""}, "it has no description"),
+        ({"role": "oracle"}, "its role 'oracle' is unknown: use one of method, baseline, reference"),
+        (
+            {"defaults": {"r": 0}, "bounds": {"r": (1, None)}},
+            "hyper-parameter 'r'=0 is out of range [1, inf]",
+        ),
+        ({"search_space": {"learning_rate": [-1.0]}}, "hyper-parameter 'learning_rate'=-1.0 is out of range"),
+    ],
+)
+def test_a_method_the_harness_could_not_run_is_refused_when_it_registers(attributes, words):
+    message = refusal(variant(**attributes))
+    assert message.startswith(
+        "plugin peftbench-broken 2.0 registered method 'variant', which peftbench cannot run: "
+    )
+    assert words in message
+
+
+def test_a_peft_method_whose_peft_config_takes_no_hyperparameters_is_refused():
+    from peftbench import PeftMethod
+
+    class NoKeywords(PeftMethod):
+        name = "variant"
+        description = "peft_config without **hp."
+
+        def peft_config(self, model, task):
+            return None
+
+    assert "its peft_config(model, task) cannot be called as peft_config(model, task, **hp)" in refusal(
+        NoKeywords()
+    )
+
+
+def test_hooks_that_a_method_does_not_define_are_neither_checked_nor_called():
+    probe = HeadProbe()
+    assert not probe.defines("extra_loss") and not probe.defines("after_step")
+    assert collect_methods().get("lora").method.defines("after_step") is False
+
+
+WRONG_PREPARE = """
+from peftbench import TrainableParametersMethod, hookimpl
+
+
+class WrongPrepare(TrainableParametersMethod):
+    name = "wrong_prepare"
+    description = "prepare() written without the hyper-parameters the harness passes."
+
+    def prepare(self, model, task):
+        return model
+
+
+@hookimpl
+def register_methods(register):
+    register(WrongPrepare())
+"""
+
+
+def test_a_wrong_prepare_is_refused_at_peftbench_methods_naming_the_plugin(tmp_path):
+    from test_entry_points import install_fake_distribution
+
+    install_fake_distribution(tmp_path / "site", "peftbench-wrong", "0.3", "wrong", "pb_wrong", WRONG_PREPARE)
+    listed = run_cli("methods", env={"PYTHONPATH": str(tmp_path / "site")})
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr
+    assert listed.stderr == (
+        "peftbench: error: plugin peftbench-wrong 0.3 registered method 'wrong_prepare', which peftbench "
+        "cannot run: its prepare(model, task) cannot be called as prepare(model, task, hp); or switch "
+        "entry point 'wrong' off: PEFTBENCH_PLUGINS lists the entry points to load (comma-separated; "
+        "set but empty loads none), so set it without 'wrong'\n"
+    )

@@ -1,8 +1,9 @@
-"""The method interfaces every plugin implements.
+"""The method interfaces every plugin implements, and the lifecycle the harness drives them through.
 
-``Method`` is the low-level contract the harness talks to: make the right parameters trainable,
-save what was trained, load it back onto a fresh base model. ``PeftMethod`` implements all of it
-for any method that ``peft`` already knows, so such a method only writes its ``peft_config``.
+``Method`` is the low-level contract the harness talks to (its docstring lists every call, in
+order); ``PeftMethod`` implements it for any method ``peft`` knows (write ``peft_config``);
+``TrainableParametersMethod`` for any method that trains a subset of the model's own
+parameters (write ``prepare``).
 """
 
 from __future__ import annotations
@@ -14,27 +15,65 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import peft
+import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from peftbench.errors import PeftbenchError
 from peftbench.methods import hyperparameters
 from peftbench.methods.hyperparameters import Hyperparameters
 
 # peft still calls a transformers property that warns on every call; it is not the user's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
+ROLES = ("method", "baseline", "reference")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How long a run's training will be, known before it starts (the same for every seed)."""
+
+    total_steps: int  # optimiser steps the run takes
+    steps_per_epoch: int
+    epochs: float
+    batch_size: int
+    device: str  # where the model trains: "cpu", "cuda", "cuda:1"
+
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What a method may know about the classification task (never anything from test)."""
+    """What a method may know: the classification task (never anything from test) and the
+    training ahead (``plan``; ``None`` where no training is planned)."""
 
     num_labels: int
     label_names: tuple[str, ...]
     train_label_counts: tuple[int, ...]
+    plan: TrainingPlan | None = None
 
 
 class Method(ABC):
-    """A fine-tuning method as the harness sees it."""
+    """A fine-tuning method as the harness sees it. The calls it receives in one run, in order:
+
+    1. **register**: the plugin's ``register_methods`` hook calls ``register(method)``; the
+       registry checks the name, description, role, the signatures below and the
+       hyper-parameter declaration, and refuses a method it could not run, naming the plugin.
+    2. **validate**: ``hyperparameters(overrides)`` resolves and checks every value (and any rule
+       between two of them, a ``model_validator`` on the ``Hyperparameters`` model) before any
+       training.
+    3. **prepare(model, task, hp)**: a fresh base model (fp32, on the CPU, classification head
+       initialised from the seed, every parameter trainable as loaded) becomes the model to
+       train; ``task.plan`` says how long training will be. Whatever is left trainable trains.
+    4. **training**: the harness moves the model to the device, stores frozen weights in bf16
+       where that precision is used (trainable ones stay fp32) and runs the loop;
+       ``extra_loss(model)`` is added to every step's loss and ``after_step(model, step)`` runs
+       after every optimiser step, where a method defines them.
+    5. **save(model, directory)**: write what was trained, safetensors only, into an empty folder.
+    6. **load(base_model, directory, task, hp)**: rebuild the trained model from another fresh base
+       model (same seed) and that folder.
+    7. **reload check**: the harness evaluates the loaded model on test; its predictions must be
+       identical to the trained model's, and the record says whether they were.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -86,15 +125,37 @@ class Method(ABC):
 
     @abstractmethod
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        """Return the model to train, with exactly this method's parameters trainable."""
+        """Return the model to train, with exactly this method's parameters trainable.
+
+        ``model`` is a fresh base model: fp32, on the CPU, its classification head initialised
+        from the seed and every parameter trainable as loaded. Freeze what must not train; the
+        head trains only if left trainable (peft's ``task_type=SEQ_CLS`` does that). Raise
+        ``PeftbenchError`` with a sentence if the method cannot handle this model.
+        """
 
     @abstractmethod
     def save(self, model: nn.Module, directory: Path) -> None:
-        """Save what this method trained (safetensors only) into ``directory``."""
+        """Save what this method trained, the head included if it trained, into the empty folder
+        ``directory`` (safetensors only: pickles are refused when the run reloads)."""
 
     @abstractmethod
     def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        """Rebuild the trained model from a freshly loaded base model and ``directory``."""
+        """Rebuild the trained model from a fresh base model (same seed as training) and what
+        ``save`` wrote; the harness moves it to the device and evaluates it."""
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor:
+        """A term added to every training step's loss, from the model being trained. Optional: the
+        harness calls it only where a method defines it, so leaving it out costs nothing."""
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimiser step, ``step`` counting from 1 to ``task.plan.total_steps``,
+        before the gradients are cleared. Optional, like ``extra_loss``."""
+        raise NotImplementedError
+
+    def defines(self, hook: str) -> bool:
+        """Whether this method defines ``hook`` (``extra_loss`` or ``after_step``) itself."""
+        return getattr(type(self), hook) is not getattr(Method, hook)
 
 
 class PeftMethod(Method):
@@ -112,6 +173,29 @@ class PeftMethod(Method):
 
     def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
         return peft.PeftModel.from_pretrained(base_model, str(directory))
+
+
+class TrainableParametersMethod(Method):
+    """A method that trains some of the model's own parameters: write ``prepare`` (make exactly
+    those trainable, the head too if it should train) and the rest is done. ``save`` writes
+    exactly the trainable parameters (safetensors); ``load`` puts them back into a fresh base
+    model and calls ``prepare`` on it again."""
+
+    WEIGHTS = "trained.safetensors"
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(state, str(directory / self.WEIGHTS))
+
+    def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
+        state = load_file(str(directory / self.WEIGHTS))
+        unexpected = sorted(set(state) - {name for name, _ in base_model.named_parameters()})
+        if unexpected:
+            raise PeftbenchError(
+                f"weights in {directory} do not fit this model (unknown: {', '.join(unexpected[:3])})"
+            )
+        base_model.load_state_dict(state, strict=False)
+        return self.prepare(base_model, task, hp)
 
 
 def has_conv1d_projections(model: nn.Module) -> bool:

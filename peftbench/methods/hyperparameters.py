@@ -12,8 +12,10 @@ than a dataclass: the conversion of command-line strings, bounds, finiteness and
 are what a plugin author would otherwise write by hand for every method, and pydantic already
 does them, for every type, in one declaration that the docs and ``peftbench methods`` read too.
 
-A plugin may still declare plain ``defaults`` (and ``bounds``) dicts on its ``Method``: a model
-is built from them, the type of each default being the accepted type.
+A rule between two hyper-parameters is a pydantic ``model_validator`` on the model that raises
+``ValueError`` naming both (``target_r must be below init_r``): it is checked with the values,
+before any training. A plugin may still declare plain ``defaults`` (and ``bounds``) dicts on its
+``Method``: a model is built from them, the type of each default being the accepted type.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ def resolve(method: str, model: type[Hyperparameters], overrides: dict[str, Any]
 
 def _words(method: str, model: type[Hyperparameters], refused: Refusal) -> str:
     key, value, field = refused.name, refused.value, refused.field
+    if not key:  # a rule between hyper-parameters (a model validator): its own words name them
+        return f"method '{method}': {refused.message}"
     if refused.kind == "extra_forbidden":
         known = ", ".join(sorted(model.model_fields)) or "none, it takes no hyper-parameters"
         return f"method '{method}' has no hyper-parameter '{key}'; known: {known}"

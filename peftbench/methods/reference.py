@@ -16,9 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from peftbench.errors import PeftbenchError
 from peftbench.hookspecs import hookimpl
-from peftbench.methods.base import Method, TaskInfo
+from peftbench.methods.base import Method, TaskInfo, TrainableParametersMethod
 from peftbench.models import classification_head
 
 
@@ -72,7 +71,7 @@ class MajorityClass(Method):
         return MajorityClassifier(load_file(str(directory / "prior.safetensors"))["log_prior"])
 
 
-class HeadOnly(Method):
+class HeadOnly(TrainableParametersMethod):
     name = "head_only"
     description = "Linear probe: only the classification head trains; the base model stays frozen."
     role = "reference"
@@ -85,14 +84,8 @@ class HeadOnly(Method):
         classification_head(model).requires_grad_(True)
         return model
 
-    def save(self, model: nn.Module, directory: Path) -> None:
-        _save_trainable(model, directory)
 
-    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        return self.prepare(_load_trainable(base_model, directory), task, hp)
-
-
-class FullFineTuning(Method):
+class FullFineTuning(TrainableParametersMethod):
     name = "full_finetune"
     description = "Every weight trains: the expensive upper reference PEFT methods are read against."
     role = "reference"
@@ -102,31 +95,6 @@ class FullFineTuning(Method):
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
         model.requires_grad_(True)
         return model
-
-    def save(self, model: nn.Module, directory: Path) -> None:
-        _save_trainable(model, directory)
-
-    def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        return self.prepare(_load_trainable(base_model, directory), task, hp)
-
-
-TRAINED_WEIGHTS = "trained.safetensors"
-
-
-def _save_trainable(model: nn.Module, directory: Path) -> None:
-    state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(state, str(directory / TRAINED_WEIGHTS))
-
-
-def _load_trainable(model: nn.Module, directory: Path) -> nn.Module:
-    state = load_file(str(directory / TRAINED_WEIGHTS))
-    unexpected = sorted(set(state) - {name for name, _ in model.named_parameters()})
-    if unexpected:
-        raise PeftbenchError(
-            f"weights in {directory} do not fit this model (unknown: {', '.join(unexpected[:3])})"
-        )
-    model.load_state_dict(state, strict=False)
-    return model
 
 
 @hookimpl

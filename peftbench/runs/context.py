@@ -16,11 +16,12 @@ from peftbench.batching import TokenizedSplit
 from peftbench.data import DatasetSpec, LabelledSplits, load_splits
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult, evaluate_model
-from peftbench.methods.base import TaskInfo
+from peftbench.methods.base import TaskInfo, TrainingPlan
 from peftbench.models import ModelSpec, load_model, load_tokenizer, position_limit, resolve_model
 from peftbench.precision import apply_precision
 from peftbench.settings import SweepConfig, TrainConfig
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
+from peftbench.train import steps_per_epoch, total_steps
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,14 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
             tokenizer, getattr(data, name), config.train.max_length, tokenizer_key
         )
     counts = np.bincount(data.train.labels, minlength=data.num_labels)
+    train_config = config.train.model_copy(update={"precision": placement.precision})
+    plan = TrainingPlan(
+        total_steps=total_steps(len(tokenized["train"]), train_config),
+        steps_per_epoch=steps_per_epoch(len(tokenized["train"]), train_config),
+        epochs=train_config.epochs,
+        batch_size=train_config.batch_size,
+        device=str(placement.device),
+    )
     return SweepContext(
         model_name=config.model,
         model_spec=spec,
@@ -115,10 +124,10 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         train=tokenized["train"],
         validation=tokenized["validation"],
         test=tokenized["test"],
-        task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts)),
+        task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts), plan),
         pad_id=tokenizer.pad_token_id,
         device=placement.device,
-        train_config=config.train.model_copy(update={"precision": placement.precision}),
+        train_config=train_config,
         environment=placement.environment,
         tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,

@@ -20,7 +20,7 @@ from peftbench.evaluation import EvalResult
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
 from peftbench.runs.spec import RunSpec, new_record
-from peftbench.train import TrainingDiverged, TrainStats, train
+from peftbench.train import StepHooks, TrainingDiverged, TrainStats, train
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -53,9 +53,9 @@ def execute_run(
         total = sum(p.numel() for p in model.parameters())
         reset_peak_memory(ctx.device)
         phase = _enter("train", on_phase)
-        stats = train(
-            model, ctx.train, spec.hp, ctx.train_config, spec.seed, ctx.device, ctx.pad_id, ctx.progress
-        )
+        hooks = _step_hooks(spec, model)
+        config, seed = ctx.train_config, spec.seed
+        stats = train(model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks)
         phase = _enter("evaluate", on_phase)
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
         # Tuning runs never touch test, so the choice among them cannot depend on it.
@@ -87,6 +87,15 @@ def execute_run(
     record.status = "complete"
     record.finished_at = now()
     return record
+
+
+def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
+    """The method's training hooks, bound to the model it trains; only those it defines."""
+    method = spec.method
+    return StepHooks(
+        extra_loss=(lambda: method.extra_loss(model)) if method.defines("extra_loss") else None,
+        after_step=(lambda step: method.after_step(model, step)) if method.defines("after_step") else None,
+    )
 
 
 def _metrics(validation: EvalResult, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:

@@ -1,22 +1,15 @@
 """BitFit (Ben Zaken et al., 2022) as a peftbench plugin: only bias terms and the head train.
 
-peft has no BitFit, so this plugin implements peftbench's low-level ``Method`` interface:
-choose the trainable parameters, save exactly those (safetensors), load them back.
+peft has no BitFit, so this plugin builds on peftbench's ``TrainableParametersMethod``: it only
+says which parameters train; saving and loading exactly those (safetensors) is inherited.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from safetensors.torch import load_file, save_file
-
-from peftbench import Method, PeftbenchError, hookimpl
-from peftbench.models import classification_head
-
-WEIGHTS = "bitfit.safetensors"
+from peftbench import TrainableParametersMethod, classification_head, hookimpl
 
 
-class BitFit(Method):
+class BitFit(TrainableParametersMethod):
     name = "bitfit"
     description = "Trains only the bias terms and the classification head (Ben Zaken et al., 2022)."
     defaults = {"learning_rate": 5e-3}
@@ -28,21 +21,6 @@ class BitFit(Method):
                 parameter.requires_grad_(True)
         classification_head(model).requires_grad_(True)
         return model
-
-    def save(self, model, directory: Path) -> None:
-        trained = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-        save_file(trained, str(directory / WEIGHTS))
-
-    def load(self, base_model, directory: Path, task, hp):
-        trained = load_file(str(directory / WEIGHTS))
-        own = dict(base_model.named_parameters())
-        unexpected = [name for name in trained if name not in own]
-        if unexpected:
-            raise PeftbenchError(
-                f"BitFit weights in {directory} do not fit this model (unknown: {', '.join(unexpected[:3])})"
-            )
-        base_model.load_state_dict(trained, strict=False)
-        return self.prepare(base_model, task, hp)
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""Further peft methods for peftbench, each a few lines on ``PeftMethod``.
+"""Further peft methods for peftbench, each a few lines on ``PeftMethod`` (AdaLoRA a few more: it
+acts during training through the training hooks).
 
 peft's own per-architecture defaults choose the target modules (``c_attn`` on GPT-2,
 ``query``/``value`` on BERT); GPT-2's transposed ``Conv1D`` projections get ``fan_in_fan_out``.
@@ -8,14 +9,28 @@ Methods a model cannot run correctly refuse it with a sentence saying why (``ref
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import peft
-from pydantic import Field
+import torch
+from pydantic import Field, model_validator
 
-from peftbench import PeftbenchError, PeftMethod, TrainingHyperparameters, hookimpl, learning_rate_field
+from peftbench import (
+    ModuleNames,
+    PeftbenchError,
+    PeftMethod,
+    TrainingHyperparameters,
+    hookimpl,
+    learning_rate_field,
+)
 from peftbench.methods.base import has_conv1d_projections
 
 SEQ_CLS = peft.TaskType.SEQ_CLS
+# AdaLoRA saves its final ranks under "<module>.lora_E" keys; peft's generic LoRA check then warns
+# that they match no module, although AdaLoRA's own loader resizes every module by them.
+warnings.filterwarnings(
+    "ignore", message="The following rank_pattern keys did not match", category=RuntimeWarning
+)
 
 
 def refuse_conv1d(method: str, model) -> None:
@@ -155,7 +170,84 @@ class PTuning(PeftMethod):
         )
 
 
-METHODS = (LoHa, LoKr, DoRA, VeRA, PromptTuning, PTuning)
+class AdaLora(PeftMethod):
+    """AdaLoRA: SVD-shaped LoRA whose rank budget moves to the matrices that matter during training.
+
+    Written with peftbench's training hooks only: the planned number of steps sets the
+    schedule (no user input), ``after_step`` re-allocates the ranks (with the gradients still
+    there, as peft requires), and ``extra_loss`` adds the orthogonality regulariser that peft
+    only adds when the model computes the loss itself.
+    """
+
+    name = "adalora"
+    description = (
+        "Adaptive-rank LoRA: the rank budget moves to the most important matrices (Zhang et al., 2023)."
+    )
+
+    class Hyperparameters(TrainingHyperparameters):
+        learning_rate: float = learning_rate_field(1e-3)
+        init_r: int = Field(12, ge=1, description="rank each adapted matrix starts with")
+        target_r: int = Field(8, ge=1, description="average rank the budget is cut down to")
+        tinit: float = Field(0.1, ge=0.0, lt=1.0, description="share of the steps before ranks are cut")
+        tfinal: float = Field(0.2, ge=0.0, lt=1.0, description="share of the last steps with the final ranks")
+        delta_t: int = Field(1, ge=1, description="optimiser steps between two re-allocations")
+        beta1: float = Field(0.85, ge=0.0, lt=1.0, description="smoothing of the importance estimate")
+        beta2: float = Field(0.85, ge=0.0, lt=1.0, description="smoothing of its uncertainty")
+        orth_reg_weight: float = Field(0.5, ge=0.0, description="weight of the orthogonality regulariser")
+        lora_alpha: int = Field(8, description="the update is scaled by lora_alpha / r")
+        lora_dropout: float = Field(0.1, ge=0.0, le=0.99, description="dropout on the adapter's input")
+        target_modules: ModuleNames = Field(
+            None, description="modules to adapt (default: peft's for the architecture)"
+        )
+
+        @model_validator(mode="after")
+        def _a_budget_that_shrinks(self):
+            if self.target_r >= self.init_r:
+                raise ValueError(
+                    f"target_r={self.target_r} must be below init_r={self.init_r}: the budget only shrinks"
+                )
+            if self.tinit + self.tfinal >= 1:
+                raise ValueError(
+                    f"tinit={self.tinit:g} + tfinal={self.tfinal:g} must be below 1: "
+                    "no steps would be left to re-allocate ranks in"
+                )
+            return self
+
+    def peft_config(self, model, task, **hp):
+        steps = task.plan.total_steps
+        return peft.AdaLoraConfig(
+            task_type=SEQ_CLS,
+            init_r=hp["init_r"],
+            target_r=hp["target_r"],
+            total_step=steps,
+            tinit=int(steps * hp["tinit"]),
+            tfinal=int(steps * hp["tfinal"]),
+            deltaT=hp["delta_t"],
+            beta1=hp["beta1"],
+            beta2=hp["beta2"],
+            orth_reg_weight=hp["orth_reg_weight"],
+            lora_alpha=hp["lora_alpha"],
+            lora_dropout=hp["lora_dropout"],
+            target_modules=hp["target_modules"],
+            fan_in_fan_out=has_conv1d_projections(model),
+        )
+
+    def after_step(self, model, step):
+        model.base_model.update_and_allocate(step)
+
+    def extra_loss(self, model):
+        """peft's orthogonality regulariser: mean Frobenius distance of P P^T and Q^T Q from I."""
+        weight = model.peft_config[model.active_adapter].orth_reg_weight
+        distances = []
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad and ("lora_A" in name or "lora_B" in name):
+                product = parameter @ parameter.T if "lora_A" in name else parameter.T @ parameter
+                eye = torch.eye(len(product), device=product.device, dtype=product.dtype)
+                distances.append(torch.linalg.matrix_norm(product - eye))
+        return weight * torch.stack(distances).mean()
+
+
+METHODS = (LoHa, LoKr, DoRA, VeRA, PromptTuning, PTuning, AdaLora)
 
 
 @hookimpl
