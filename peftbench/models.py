@@ -137,6 +137,8 @@ def load_model(
             source,
         )
     model.config.pad_token_id = pad_token_id
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model = model.float()  # a checkpoint saved in bf16/fp16: methods get fp32, as promised
     reset_head(model, seed)
     return model
 

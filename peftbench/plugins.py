@@ -21,6 +21,7 @@ import pluggy
 from peftbench import hookspecs
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.methods.base import ROLES, Method, PeftMethod
+from peftbench.methods.hyperparameters import Hyperparameters, TrainingHyperparameters
 
 ENTRY_POINT_GROUP = "peftbench"
 DEFAULT_PLUGINS = (
@@ -235,21 +236,39 @@ def _cannot_run(method: Method) -> str | None:
         return "it has no description: set description = 'one sentence on what it trains'"
     if method.role not in ROLES:
         return f"its role {method.role!r} is unknown: use one of {', '.join(ROLES)}"
-    calls = {name: (args, {}) for name, args in CALLS.items() if name not in OPTIONAL or method.defines(name)}
-    if isinstance(method, PeftMethod):
-        calls["peft_config"] = (
-            ("model", "task"),
-            {"hp_key": None},
-        )  # called as peft_config(model, task, **hp)
-    for name, (args, keywords) in calls.items():
-        try:
-            inspect.signature(getattr(method, name)).bind(*args, **keywords)
-        except TypeError:
-            shown = ", ".join([*args, "**hp" if keywords else ""]).rstrip(", ")
-            return f"its {name}{inspect.signature(getattr(method, name))} cannot be called as {name}({shown})"
     try:
-        method.hyperparameters()
-        method.tuning_grid()
+        hp = _hyperparameters(method)
     except PeftbenchError as error:
         return str(error)
+    except Exception as error:  # a validator or search space that breaks, not a user's mistake
+        return f"its hyper-parameters cannot be resolved ({type(error).__name__}: {error})"
+    calls = {name: (args, {}) for name, args in CALLS.items() if name not in OPTIONAL or method.defines(name)}
+    if isinstance(method, PeftMethod):
+        calls["peft_config"] = (("model", "task"), hp)  # called as peft_config(model, task, **hp)
+    for name, (args, keywords) in calls.items():
+        try:
+            signature = inspect.signature(getattr(method, name, None))
+        except (TypeError, ValueError):
+            return f"its {name} is not a method the harness can call: def {name}(self, {', '.join(args)})"
+        try:
+            signature.bind(*args, **keywords)
+        except TypeError:
+            shown = ", ".join([*args, "**hp" if keywords else ""]).rstrip(", ")
+            return f"its {name}{signature} cannot be called as {name}({shown})"
     return None
+
+
+def _hyperparameters(method: Method) -> dict:
+    """The method's resolved defaults, its search space checked; raises saying what is wrong."""
+    model = method.hyperparameter_model()
+    if not (isinstance(model, type) and issubclass(model, Hyperparameters)):
+        raise PeftbenchError(f"its Hyperparameters ({model!r}) must derive from TrainingHyperparameters")
+    missing = [key for key in TrainingHyperparameters.model_fields if key not in model.model_fields]
+    if method.trains and missing:
+        raise PeftbenchError(
+            f"it trains, but its Hyperparameters lack {', '.join(missing)}: derive them from "
+            "TrainingHyperparameters"
+        )
+    hp = method.hyperparameters()
+    method.tuning_grid()
+    return hp

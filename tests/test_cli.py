@@ -24,7 +24,7 @@ def test_methods_lists_the_builtins_with_descriptions(capsys):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--methods", "lora,lorra"], "unknown method 'lorra'; known methods: baseline, "),
+        (["--methods", "lora,lorra"], "unknown method 'lorra'; known methods: adalora, baseline, "),
         (["--hp", "lora.r=0"], "'r'=0 is out of range"),
         (["--hp", "lora.rank=4"], "method 'lora' has no hyper-parameter 'rank'"),
         (["--seeds", "0,x"], "seed 'x' is not an integer"),

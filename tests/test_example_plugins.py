@@ -116,11 +116,16 @@ def adapter_ranks(folder) -> dict[str, int]:
     return {name: sum(mask) for name, mask in config["rank_pattern"].items()}
 
 
-@pytest.mark.parametrize(("model", "modules"), [("tiny-gpt2", 2), ("minilm", 12)])
-def test_adalora_moves_its_rank_budget_between_matrices(registry, keyword_data, tmp_path, model, modules):
+@pytest.mark.parametrize(
+    ("model", "targets", "modules"), [("tiny-gpt2", "c_attn,c_proj,c_fc", 8), ("minilm", None, 12)]
+)
+def test_adalora_moves_its_rank_budget_between_matrices(
+    registry, keyword_data, tmp_path, model, targets, modules
+):
+    hp = {"init_r": 6, "target_r": 4, "target_modules": targets}
     board = peftbench.run(
         model=model, dataset=str(keyword_data), methods="adalora", out=tmp_path, epochs=3, references=False,
-        hp={"adalora": {"init_r": 6, "target_r": 4}}, progress=False,
+        hp={"adalora": hp}, progress=False,
     )  # fmt: skip
     (record,) = board.records
     assert record.status == "complete" and record.reload["predictions_identical"] is True, record.error
@@ -174,3 +179,23 @@ def test_adalora_rules_between_hyper_parameters_are_one_line_before_training(
     err = capsys.readouterr().err
     assert err.startswith(f"peftbench: error: {words}") and err.count("\n") == 1
     assert not (tmp_path / "records").exists()
+
+
+def test_adalora_refuses_a_run_too_short_to_re_allocate_and_a_model_it_has_no_targets_for(registry):
+    import transformers
+
+    method = registry.get("adalora").method
+    hp = method.hyperparameters()
+    short = TaskInfo(2, ("a", "b"), (1, 1), TrainingPlan(1, 1, 1.0, 32, "cpu"))
+    gpt2 = peftbench.models.load_model(peftbench.models.resolve_model("tiny-gpt2"), ("a", "b"), 0, 50256)
+    with pytest.raises(peftbench.PeftbenchError, match="but this run has 1 .* train longer"):
+        method.peft_config(gpt2, short, **hp)
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    distilbert = transformers.DistilBertForSequenceClassification(config)
+    enough = TaskInfo(2, ("a", "b"), (1, 1), TrainingPlan(10, 10, 1.0, 32, "cpu"))
+    with pytest.raises(peftbench.PeftbenchError, match="no default modules to adapt in a distilbert model"):
+        method.peft_config(distilbert, enough, **hp)
+    assert (
+        method.peft_config(distilbert, enough, **{**hp, "target_modules": ["q_lin", "v_lin"]}).total_step
+        == 10
+    )

@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 import peftbench
 from conftest import keyword_folder
+from fake_plugins import MethodsPlugin
 from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.errors import PeftbenchError
@@ -120,3 +121,28 @@ def test_trainable_parameters_are_saved_and_loaded_exactly(tmp_path):
     save_file({"transformer.h.9.ln_1.weight": torch.ones(3)}, str(tmp_path / method.WEIGHTS))
     with pytest.raises(PeftbenchError, match="do not fit this model"):
         method.load(load_model(spec, ("a", "b"), 0, 50256), tmp_path, None, {})
+
+
+class RandomFrozenHead(TrainableParametersMethod):
+    """Draws its frozen head at random in prepare: reloading needs the same draw."""
+
+    name = "random_frozen_head"
+    description = "A random frozen head over a trained last block."
+
+    def prepare(self, model, task, hp):
+        model.requires_grad_(False)
+        with torch.no_grad():
+            classification_head(model).weight.normal_()
+        transformer_blocks(model)[-1].requires_grad_(True)
+        return model
+
+
+def test_load_draws_what_prepare_drew(keyword_dataset, tmp_path, register_plugin):
+    """The global generator is seeded with the run's seed before prepare and again before load."""
+    register_plugin(MethodsPlugin(RandomFrozenHead()))
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_dataset), methods="random_frozen_head", seeds=[1],
+        max_steps=2, out=tmp_path, references=False, progress=False,
+    )  # fmt: skip
+    (record,) = board.records
+    assert record.status == "complete" and record.reload["predictions_identical"] is True

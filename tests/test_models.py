@@ -64,3 +64,10 @@ def test_a_model_without_blocks_or_head_is_one_line():
         transformer_blocks(torch.nn.Linear(2, 2))
     with pytest.raises(PeftbenchError, match="Linear has no classification head named score or classifier"):
         classification_head(torch.nn.Linear(2, 2))
+
+
+def test_a_checkpoint_saved_in_bf16_is_handed_to_methods_in_fp32(tmp_path):
+    bf16 = tiny_models()["llama"].to(torch.bfloat16)
+    bf16.save_pretrained(tmp_path)
+    model = load_model(resolve_model(str(tmp_path)), ("a", "b"), 0, 0)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

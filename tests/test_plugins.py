@@ -19,6 +19,7 @@ from fake_plugins import (
     SwallowingPlugin,
 )
 from peftbench.errors import PeftbenchError, UnknownNameError
+from peftbench.methods.hyperparameters import Hyperparameters
 from peftbench.plugins import (
     DEFAULT_PLUGINS,
     PLUGINS_ENV,
@@ -174,6 +175,19 @@ def variant(**attributes):
             "hyper-parameter 'r'=0 is out of range [1, inf]",
         ),
         ({"search_space": {"learning_rate": [-1.0]}}, "hyper-parameter 'learning_rate'=-1.0 is out of range"),
+        ({"search_space": {"learning_rate": 0.1}}, "its hyper-parameters cannot be resolved (TypeError: "),
+        (
+            {"Hyperparameters": dict},
+            "its Hyperparameters (<class 'dict'>) must derive from TrainingHyperparameters",
+        ),
+        (
+            {"Hyperparameters": Hyperparameters},
+            "it trains, but its Hyperparameters lack learning_rate, weight_decay",
+        ),
+        (
+            {"extra_loss": None},
+            "its extra_loss is not a method the harness can call: def extra_loss(self, model)",
+        ),
     ],
 )
 def test_a_method_the_harness_could_not_run_is_refused_when_it_registers(attributes, words):
@@ -197,6 +211,22 @@ def test_a_peft_method_whose_peft_config_takes_no_hyperparameters_is_refused():
     assert "its peft_config(model, task) cannot be called as peft_config(model, task, **hp)" in refusal(
         NoKeywords()
     )
+
+
+def test_a_peft_config_that_names_its_hyper_parameters_is_accepted():
+    from peftbench import PeftMethod
+
+    class Named(PeftMethod):
+        name = "named"
+        description = "peft_config naming the hyper-parameters it uses."
+        defaults = {"r": 4}
+
+        def peft_config(self, model, task, r, learning_rate, **_):
+            return None
+
+    manager = PluginManager()
+    manager.register_plugin(MethodsPlugin(Named()), "named_ep", "peftbench-named 1.0")
+    assert collect_methods(manager).names() == ["named"]
 
 
 def test_hooks_that_a_method_does_not_define_are_neither_checked_nor_called():

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import model_validator
 
 import peftbench
 from conftest import keyword_folder
+from fake_plugins import HeadProbe, MethodsPlugin
+from peftbench.cli import main
+from peftbench.errors import PeftbenchError
+from peftbench.methods.hyperparameters import TrainingHyperparameters
 from peftbench.methods.lora import Lora
+from peftbench.plugins import collect_methods
 
 SWEEP = dict(model="tiny-gpt2", methods=["lora", "ia3", "prefix_tuning"], epochs=4, tune=True, progress=False)
 
@@ -61,3 +67,42 @@ def test_scrambling_test_labels_does_not_change_the_choice(tuned, tmp_path):
         assert other[method]["chosen"] == tuning["chosen"]
         mine = [c["validation_accuracy"] for c in tuning["candidates"]]
         assert [c["validation_accuracy"] for c in other[method]["candidates"]] == mine
+
+
+class Ordered(HeadProbe):
+    """Two hyper-parameters with a rule between them, and a search space that breaks it."""
+
+    name = "ordered"
+    description = "low must stay below high."
+    search_space = {"low": [1, 2]}
+
+    class Hyperparameters(TrainingHyperparameters):
+        low: int = 1
+        high: int = 3
+
+        @model_validator(mode="after")
+        def _ordered(self):
+            if self.low >= self.high:
+                raise ValueError(f"low={self.low} must be below high={self.high}")
+            return self
+
+
+def test_every_tuning_candidate_is_checked_before_any_training(tmp_path, capsys, register_plugin):
+    register_plugin(MethodsPlugin(Ordered()))
+    data = keyword_folder(tmp_path / "data", train=64, validation=16, test=16)
+    args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--methods", "lora,ordered", "--tune",
+            "--hp", "ordered.high=2", "--max-steps", "1", "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert main(args) == 2  # --hp ordered.high=2 is fine alone, but not with the candidate low=2
+    assert capsys.readouterr().err == "peftbench: error: method 'ordered': low=2 must be below high=2\n"
+    assert not (tmp_path / "runs" / "records").exists()  # lora's candidates did not train first
+
+
+def test_a_search_space_that_breaks_a_rule_is_refused_when_the_method_registers(register_plugin):
+    broken = type("Broken", (Ordered,), {"search_space": {"low": [1, 5], "high": [3, 9]}})()
+    register_plugin(MethodsPlugin(broken), "peftbench-ordered 1.0")
+    with pytest.raises(PeftbenchError) as error:
+        collect_methods()
+    assert (
+        "registered method 'ordered', which peftbench cannot run: method 'ordered': low=5 must be below"
+        in str(error.value)
+    )

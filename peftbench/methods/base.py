@@ -8,6 +8,7 @@ parameters (write ``prepare``).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -112,16 +113,16 @@ class Method(ABC):
         return hyperparameters.resolve(self.name, self.hyperparameter_model(), overrides)
 
     def tuning_grid(self) -> dict[str, list[Any]]:
-        """The search space ``--tune`` explores (every combination), validated like overrides."""
+        """The search space ``--tune`` explores; every combination is checked like overrides."""
         if not self.trains:
             return {}
         if self.search_space is None:
             rate = self.hyperparameters()["learning_rate"]
             return {"learning_rate": [rate / 3, rate, rate * 3]}
-        for key, values in self.search_space.items():
-            for value in values:
-                self.hyperparameters({key: value})
-        return {key: list(values) for key, values in self.search_space.items()}
+        grid = {key: list(values) for key, values in self.search_space.items()}
+        for combination in itertools.product(*grid.values()):
+            self.hyperparameters(dict(zip(grid, combination, strict=True)))
+        return grid
 
     @abstractmethod
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
@@ -155,7 +156,7 @@ class Method(ABC):
 
     def defines(self, hook: str) -> bool:
         """Whether this method defines ``hook`` (``extra_loss`` or ``after_step``) itself."""
-        return getattr(type(self), hook) is not getattr(Method, hook)
+        return hook in vars(self) or getattr(type(self), hook) is not getattr(Method, hook)
 
 
 class PeftMethod(Method):

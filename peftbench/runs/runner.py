@@ -72,7 +72,9 @@ def execute_run(
             )
             phase = _enter("reload", on_phase)
             refuse_pickles(adapter_dir)
-            reloaded = spec.method.load(ctx.fresh_model(spec.seed), adapter_dir, ctx.task, spec.hp)
+            base = ctx.fresh_model(spec.seed)
+            torch.manual_seed(spec.seed)  # as before prepare: anything load draws at random is the same
+            reloaded = spec.method.load(base, adapter_dir, ctx.task, spec.hp)
             again = ctx.evaluate(ctx.place(reloaded, trained), ctx.test)
             record.reload = {
                 "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),

@@ -53,7 +53,12 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
         if method not in {e.method.name for e in entries}:
             registry.get(method)  # unknown names get the list of known ones
             raise PeftbenchError(f"hyper-parameters given for '{method}', which is not in --methods")
-    return [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
+    plan = [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
+    for entry, _ in plan if config.tune else ():  # every candidate checked now, rules between keys too
+        overrides = config.hp.get(entry.method.name, {})
+        for combo in candidates(tuning_grid(entry.method, overrides)):
+            entry.method.hyperparameters({**overrides, **combo})
+    return plan
 
 
 def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
