@@ -97,11 +97,9 @@ def test_a_failed_forced_rerun_keeps_the_finished_record_and_adapter(
     assert after == adapters  # no staging left behind either
 
 
-def test_an_adapter_that_cannot_be_moved_into_place_fails_its_run_and_the_sweep_goes_on(
-    finished_sweep, tmp_path, monkeypatch, capsys
-):
-    data, _ = finished_sweep
-    out = tmp_path / "runs"
+@pytest.fixture
+def lora_adapters_cannot_move(monkeypatch):
+    """Moving a staged LoRA adapter into place fails, as on a full disk; everything else works."""
     real_rename = Path.rename
 
     def rename(self, target):
@@ -110,6 +108,13 @@ def test_an_adapter_that_cannot_be_moved_into_place_fails_its_run_and_the_sweep_
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", rename)
+
+
+def test_an_adapter_that_cannot_be_moved_into_place_fails_its_run_and_the_sweep_goes_on(
+    finished_sweep, tmp_path, lora_adapters_cannot_move, capsys
+):
+    data, _ = finished_sweep
+    out = tmp_path / "runs"
     args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(out),
             "--methods", "lora,ia3", "--quiet"]  # fmt: skip
     assert main(args) == 1
@@ -147,21 +152,13 @@ def test_settle_keeps_an_earlier_complete_result_and_reports_the_new_failure(tmp
 
 
 def test_a_forced_rerun_whose_adapter_cannot_be_moved_keeps_the_earlier_adapter(
-    finished_sweep, tmp_path, monkeypatch, capsys
+    finished_sweep, tmp_path, lora_adapters_cannot_move, capsys
 ):
     data, out = finished_sweep
     copy = tmp_path / "runs"
     shutil.copytree(out, copy)
     adapters = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
     before = snapshot(copy)
-    real_rename = Path.rename
-
-    def rename(self, target):
-        if self.name.startswith(".staging-lora-"):
-            raise OSError(28, "No space left on device")
-        return real_rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", rename)
     args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(copy),
             "--methods", "lora", "--no-references", "--force", "--quiet"]  # fmt: skip
     assert main(args) == 1
