@@ -73,14 +73,18 @@ def test_sweep_killed_with_sigkill_resumes_to_the_records_of_a_clean_sweep(finis
     assert ROOT.exists()
 
 
+def adapter_files(out: Path) -> dict[Path, bytes]:
+    """Every file under a results folder's adapters/, by relative path, as bytes."""
+    return {p.relative_to(out): p.read_bytes() for p in (out / "adapters").rglob("*") if p.is_file()}
+
+
 def test_a_failed_forced_rerun_keeps_the_finished_record_and_adapter(
     finished_sweep, tmp_path, monkeypatch, capsys
 ):
     data, out = finished_sweep
     copy = tmp_path / "runs"
     shutil.copytree(out, copy)
-    adapters = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
-    before = snapshot(copy)
+    adapters, before = adapter_files(copy), snapshot(copy)
 
     def full_disk(self, model, folder):
         raise OSError(28, "No space left on device")
@@ -93,8 +97,7 @@ def test_a_failed_forced_rerun_keeps_the_finished_record_and_adapter(
     assert "its earlier complete record and adapter are kept" in err and "No space left on device" in err
     assert "1 run(s) of this sweep did not complete: lora (failed)" in err
     assert snapshot(copy) == before
-    after = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
-    assert after == adapters  # no staging left behind either
+    assert adapter_files(copy) == adapters  # no staging left behind either
 
 
 @pytest.fixture
@@ -157,15 +160,13 @@ def test_a_forced_rerun_whose_adapter_cannot_be_moved_keeps_the_earlier_adapter(
     data, out = finished_sweep
     copy = tmp_path / "runs"
     shutil.copytree(out, copy)
-    adapters = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
-    before = snapshot(copy)
+    adapters, before = adapter_files(copy), snapshot(copy)
     args = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "2", "--out", str(copy),
             "--methods", "lora", "--no-references", "--force", "--quiet"]  # fmt: skip
     assert main(args) == 1
     assert "its earlier complete record and adapter are kept" in capsys.readouterr().err
     assert snapshot(copy) == before
-    after = {p.relative_to(copy): p.read_bytes() for p in (copy / "adapters").rglob("*") if p.is_file()}
-    assert after == adapters
+    assert adapter_files(copy) == adapters
 
 
 def test_an_interrupted_run_leaves_no_staging_folder(finished_sweep, tmp_path, monkeypatch):

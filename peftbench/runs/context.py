@@ -42,6 +42,7 @@ class SweepContext:
     model_spec: ModelSpec
     dataset_name: str
     data: LabelledSplits
+    dataset_fingerprint: str  # of every text and label: hashed once, named in every record and run id
     train: TokenizedSplit
     validation: TokenizedSplit
     test: TokenizedSplit
@@ -121,6 +122,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         model_spec=spec,
         dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
         data=data,
+        dataset_fingerprint=data.fingerprint(),
         train=tokenized["train"],
         validation=tokenized["validation"],
         test=tokenized["test"],

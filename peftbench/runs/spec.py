@@ -48,7 +48,7 @@ def make_spec(
         {
             "model": ctx.model_spec.name,
             "dataset": ctx.dataset_name,
-            "fingerprint": ctx.data.fingerprint(),
+            "fingerprint": ctx.dataset_fingerprint,
             "method": entry.method.name,
             "source": entry.source,
             "hp": hp,
@@ -76,7 +76,7 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         role=spec.method.role,
         stage=spec.stage,
         tuning=spec.tuning,
-        dataset_fingerprint=ctx.data.fingerprint(),
+        dataset_fingerprint=ctx.dataset_fingerprint,
         label_names=list(ctx.data.label_names),
         hyperparameters=dict(spec.hp),
         train_config=ctx.train_config.model_dump(),
