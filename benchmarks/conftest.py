@@ -22,6 +22,8 @@ def pytest_addoption(parser):
     group.addoption("--bench-method", default="lora")
     group.addoption("--bench-epochs", type=float, default=1.0)
     group.addoption("--bench-train-samples", type=int, default=None, help="subsample train (smoke runs)")
+    group.addoption("--bench-precision", default="auto", help="peftbench's precision: auto, fp32 or bf16")
+    group.addoption("--bench-compile", action="store_true", help="peftbench compiles its model")
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +35,8 @@ def bench_data(request) -> BenchData:
         method=option("--bench-method"),
         epochs=option("--bench-epochs"),
         train_samples=option("--bench-train-samples"),
+        precision=option("--bench-precision"),
+        compile=option("--bench-compile"),
     )
     return BenchData(setup)
 

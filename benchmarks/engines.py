@@ -2,7 +2,9 @@
 
 Both sides start from the same freshly prepared peft model (same seed), see the same training
 split for the same number of epochs with the same batch size, learning rate, warmup, weight decay
-and clipping, and are scored by the same peftbench evaluator on the same test split.
+and clipping, and are scored by the same peftbench evaluator on the same test split. Evaluation
+cost is timed separately: each engine predicts the test split its own way (batch 128), untimed
+warm-up aside.
 
 Trainer set-ups:
   notebook  as a typical notebook does it: ``padding="max_length"``, default ``Trainer``;
@@ -45,6 +47,7 @@ class BenchSetup:
     seed: int = 0
     device: str | None = None
     precision: str = "auto"  # peftbench's side; Trainer's follows its set-up
+    compile: bool = False  # peftbench's side: torch.compile (static shape buckets)
     hp: dict = field(default_factory=dict)
 
 
@@ -57,6 +60,7 @@ class BenchResult:
     accuracy: float
     peak_memory_mb: float
     mfu: float | None
+    eval_seconds: float  # predicting the test split the engine's own way
 
 
 class BenchData:
@@ -86,12 +90,13 @@ class BenchData:
         base = load_model(self.spec, self.splits.label_names, self.setup.seed, self.tokenizer.pad_token_id)
         return self.method.prepare(base, self.task, self.hp)
 
-    def accuracy(self, model: torch.nn.Module, precision: str) -> float:
+    def evaluate(self, model: torch.nn.Module, precision: str):
         pad = self.tokenizer.pad_token_id
-        result = evaluate_model(model, self.test, self.task.num_labels, 128, self.device, pad, precision)
-        return result.accuracy
+        return evaluate_model(model, self.test, self.task.num_labels, 128, self.device, pad, precision)
 
-    def result(self, engine: str, seconds: float, model: torch.nn.Module, accuracy: float) -> BenchResult:
+    def result(
+        self, engine: str, seconds: float, model: torch.nn.Module, accuracy: float, eval_seconds: float
+    ) -> BenchResult:
         samples = len(self.train) * self.setup.epochs
         tokens = float(self.train.lengths.sum()) * self.setup.epochs
         total = sum(p.numel() for p in model.parameters())
@@ -104,6 +109,7 @@ class BenchData:
             accuracy=accuracy,
             peak_memory_mb=peak_memory_mb(self.device),
             mfu=model_flops_utilisation(tokens / seconds, total, trainable, self.device),
+            eval_seconds=eval_seconds,
         )
 
 
@@ -112,13 +118,17 @@ def run_peftbench(data: BenchData) -> BenchResult:
     precision = resolve_precision(setup.precision, data.device)
     model = apply_precision(data.fresh_prepared_model(), precision).to(data.device)
     config = TrainConfig(
-        epochs=setup.epochs, batch_size=setup.batch_size, max_length=setup.max_length, precision=precision
-    )
+        epochs=setup.epochs, batch_size=setup.batch_size, max_length=setup.max_length, precision=precision,
+        compile=setup.compile,
+    )  # fmt: skip
     reset_peak_memory(data.device)
     stats = train(
         model, data.train, data.hp, config, setup.seed, data.device, data.tokenizer.pad_token_id, False
     )
-    return data.result(f"peftbench ({precision})", stats.seconds, model, data.accuracy(model, precision))
+    name = f"peftbench ({precision}{', compiled' if setup.compile else ''})"
+    scored = data.evaluate(model, precision)  # also the warm-up of the timed evaluation
+    timed = data.evaluate(model, precision)
+    return data.result(name, stats.seconds, model, scored.accuracy, timed.seconds)
 
 
 def run_trainer(data: BenchData, style: str) -> BenchResult:
@@ -131,14 +141,19 @@ def run_trainer(data: BenchData, style: str) -> BenchResult:
             data.splits.train.texts, truncation=True, max_length=setup.max_length, padding="max_length"
         )
         train_set = datasets.Dataset.from_dict({**encoded, "labels": data.splits.train.labels.tolist()})
+        encoded = tokenizer(
+            data.splits.test.texts, truncation=True, max_length=setup.max_length, padding="max_length"
+        )
+        test_set = datasets.Dataset.from_dict({**encoded, "labels": data.splits.test.labels.tolist()})
         collator = None
     else:
-        train_set = _dynamic_dataset(data.train)
+        train_set, test_set = _dynamic_dataset(data.train), _dynamic_dataset(data.test)
         collator = transformers.DataCollatorWithPadding(tokenizer)
     with tempfile.TemporaryDirectory() as output_dir:
         args = transformers.TrainingArguments(
             output_dir=output_dir,
             per_device_train_batch_size=setup.batch_size,
+            per_device_eval_batch_size=128,
             num_train_epochs=setup.epochs,
             learning_rate=data.hp["learning_rate"],
             weight_decay=data.hp["weight_decay"],
@@ -163,8 +178,13 @@ def run_trainer(data: BenchData, style: str) -> BenchResult:
         if data.device.type == "cuda":
             torch.cuda.synchronize(data.device)
         seconds = time.perf_counter() - start
+        trainer.predict(test_set)  # warm-up
+        start = time.perf_counter()
+        trainer.predict(test_set)
+        eval_seconds = time.perf_counter() - start
     precision = "bf16" if bf16 else "fp32"
-    return data.result(f"Trainer {style}", seconds, model, data.accuracy(model, precision))
+    accuracy = data.evaluate(model, precision).accuracy
+    return data.result(f"Trainer {style}", seconds, model, accuracy, eval_seconds)
 
 
 def _dynamic_dataset(split: TokenizedSplit) -> datasets.Dataset:
@@ -190,15 +210,17 @@ def comparison_table(setup: BenchSetup, results: dict[str, BenchResult], device:
         f"{setup.model} x {setup.dataset} x {setup.method}, {setup.epochs:g} epoch(s), "
         f"batch {setup.batch_size}, {device}",
         "",
-        "| engine | train s | samples/s | tokens/s | test accuracy % | peak MB | MFU | peftbench speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | train s | samples/s | tokens/s | test accuracy % | peak MB | MFU | peftbench speed-up "
+        "| eval s (test) | peftbench eval speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results.values():
         ratio = f"{ours.samples_per_second / result.samples_per_second:.2f}x" if ours else ""
+        eval_ratio = f"{result.eval_seconds / ours.eval_seconds:.2f}x" if ours else ""
         mfu = "" if result.mfu is None else f"{100 * result.mfu:.1f}%"
         lines.append(
             f"| {result.engine} | {result.train_seconds:.1f} | {result.samples_per_second:.1f} | "
             f"{result.tokens_per_second:.0f} | {100 * result.accuracy:.2f} | {result.peak_memory_mb:.0f} | "
-            f"{mfu} | {ratio} |"
+            f"{mfu} | {ratio} | {result.eval_seconds:.2f} | {eval_ratio} |"
         )
     return "\n".join(lines)

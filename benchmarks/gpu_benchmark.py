@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--device", default=None, help="default: cuda (refuses to run without one)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the Markdown results")
+    parser.add_argument(
+        "--append", type=Path, default=None, help="a Markdown file to add each table to as it is measured"
+    )
     args = parser.parse_args(argv)
     if args.device is None and not torch.cuda.is_available():
         print("no CUDA GPU found; pass --device cpu for a (slow) dry run", file=sys.stderr)
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header, flush=True)
     sections = [header]
+    path = None
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"{re.sub(r'[^A-Za-z0-9]+', '-', card).strip('-').lower()}.md"
     started = time.perf_counter()
     for method in args.methods.split(","):
         setup = BenchSetup(
@@ -62,14 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         table = comparison_table(setup, results, card)
         print(table + "\n", flush=True)
         sections.append(table + "\n")
+        _save(sections, path, args.append)  # after each method: a run cut short keeps what it measured
     sections.append(f"Total wall time: {time.perf_counter() - started:.0f} s\n")
     print(sections[-1])
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{re.sub(r'[^A-Za-z0-9]+', '-', card).strip('-').lower()}.md"
-        path.write_text("\n".join(sections))
+    _save(sections, path, args.append)
+    if path:
         print(f"written to {path}")
     return 0
+
+
+def _save(sections: list[str], path: Path | None, append: Path | None) -> None:
+    """Rewrite ``path`` whole with every section so far; add the newest section to ``append``."""
+    if path:
+        path.write_text("\n".join(sections))
+    if append:
+        with append.open("a") as file:
+            file.write(sections[-1] + "\n")
 
 
 if __name__ == "__main__":
