@@ -163,6 +163,7 @@ class SweepConfig(_Settings):
     curve_points: Whole = Field(
         5,
         ge=0,
+        strict=True,
         description="validation evaluations per run for its learning curve, evenly spaced, the last at "
         "the end (0: none); the training loss is always recorded",
     )
