@@ -50,6 +50,9 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
     reload: dict[str, Any] = field(default_factory=dict)
+    #: Learning curves by series ("train_loss", "validation_accuracy", "validation_loss"), each a
+    #: list of [step, value] pairs; empty for records written before curves were (or no training).
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
     predictions: list[int] = field(default_factory=list)  # test predictions, in split order
     references: list[int] = field(default_factory=list)  # test labels, for paired comparisons
     adapter_path: str | None = None
@@ -273,6 +276,7 @@ def _check_fields(data: dict[str, Any]) -> None:
     if packages is not None and not isinstance(packages, dict):
         raise bad("environment", "an object or null", packages, "'packages'")
     _check_tuning(data.get("tuning"), bad)
+    _check_curves(data.get("curves", {}), bad)
 
 
 def _check_tuning(tuning: Any, bad) -> None:
@@ -300,3 +304,21 @@ def _check_tuning(tuning: Any, bad) -> None:
             raise bad(
                 "tuning", "a number or null", accuracy, f"'candidates' item {index} 'validation_accuracy'"
             )
+
+
+def _check_curves(curves: Any, bad) -> None:
+    """``curves`` is ``{"series": [[step, value or null], ...]}`` with whole, non-negative steps."""
+    if not isinstance(curves, dict):
+        raise bad("curves", "an object of [step, value] lists", curves)
+    for name, points in curves.items():
+        if not isinstance(points, list):
+            raise bad("curves", "a list of [step, value] pairs", points, repr(name))
+        for index, point in enumerate(points):
+            if not (
+                isinstance(point, list)
+                and len(point) == 2
+                and _is_integer(point[0])
+                and point[0] >= 0
+                and (point[1] is None or _is_number(point[1]))
+            ):
+                raise bad("curves", "a [step, number or null] pair", point, f"{name!r} item {index}")

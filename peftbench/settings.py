@@ -160,6 +160,13 @@ class SweepConfig(_Settings):
     progress: bool = Field(
         True, description="print progress", json_schema_extra=cli(flag="--quiet", help="no progress output")
     )
+    curve_points: Whole = Field(
+        5,
+        ge=0,
+        strict=True,
+        description="validation evaluations per run for its learning curve, evenly spaced, the last at "
+        "the end (0: none); the training loss is always recorded",
+    )
     executor: str = Field("local", description="local (this process) or ray (a Ray task per run)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"

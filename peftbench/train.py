@@ -4,7 +4,9 @@ Only parameters with ``requires_grad`` are optimised, so the same loop serves ev
 method decides what trains by what it leaves trainable. A method that must act during training
 (AdaLoRA's rank re-allocation, a regulariser) does so through ``StepHooks``, which the loop calls
 without knowing whose they are. The loss is read back from the device only at log intervals, so
-a GPU never waits on the host between steps.
+a GPU never waits on the host between steps. ``Checkpoints`` lets the caller look at the model at
+a few steps (a learning curve's validation points) without changing the training: the random
+state is restored, the model goes back to train mode and the time is kept out of ``seconds``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class TrainStats:
     samples: int = 0
     tokens: int = 0  # real tokens, not padding
     padded_tokens: int = 0  # what the model actually processed, padding included
-    seconds: float = 0.0
+    seconds: float = 0.0  # training only, checkpoints excluded
+    checkpoint_seconds: float = 0.0  # spent in ``Checkpoints.on_checkpoint``
     loss_history: list[tuple[int, float]] = field(default_factory=list)
 
     @property
@@ -60,6 +63,20 @@ class StepHooks:
     extra_loss: Callable[[], torch.Tensor] | None = None
     #: Called with the number of optimiser steps done (from 1), before the gradients are cleared.
     after_step: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Steps after which to call ``on_checkpoint(step)``: a look at the model, not part of training."""
+
+    steps: frozenset[int] = frozenset()
+    on_checkpoint: Callable[[int], None] | None = None
+
+
+def checkpoint_steps(total: int, count: int) -> list[int]:
+    """``count`` steps evenly spaced over ``total``, the last at ``total``; fewer if ``total`` is
+    smaller (a step is never listed twice)."""
+    return sorted({-(-total * i // count) for i in range(1, count + 1)}) if total > 0 else []
 
 
 def steps_per_epoch(examples: int, config: TrainConfig) -> int:
@@ -91,6 +108,7 @@ def train(
     pad_id: int,
     progress: bool = True,
     hooks: StepHooks = StepHooks(),
+    checkpoints: Checkpoints = Checkpoints(),
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
@@ -139,11 +157,22 @@ def train(
                 raise TrainingDiverged(f"loss became {mean_loss} by step {step}")
             stats.loss_history.append((step, mean_loss))
             bar.set_postfix(loss=f"{mean_loss:.4f}")
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    stats.seconds = time.perf_counter() - start
+        if step in checkpoints.steps and checkpoints.on_checkpoint is not None:
+            paused = _synchronized(device)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                checkpoints.on_checkpoint(step)
+            model.train()
+            stats.checkpoint_seconds += _synchronized(device) - paused
+    stats.seconds = _synchronized(device) - start - stats.checkpoint_seconds
     stats.steps = len(batches)
     return stats
+
+
+def _synchronized(device: torch.device) -> float:
+    """The time once the device has finished what was queued (GPU kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

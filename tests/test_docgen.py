@@ -264,3 +264,43 @@ def test_a_method_named_index_gets_its_own_page_and_the_index_links_to_it():
     assert "[index](index-method.md)" in out["methods/index.md"]
     assert "[lora](lora.md)" in out["methods/index.md"]
     assert out["methods/index-method.md"].startswith("# index\n")
+
+
+def with_curves(made: RunRecord, steps: int = 40) -> RunRecord:
+    """``made`` as a record that kept its learning curves: loss down, accuracy up, by seed."""
+    made.curves = {
+        "train_loss": [[step, 0.7 - step / 100 + made.seed / 50] for step in range(10, steps + 1, 10)],
+        "validation_accuracy": [[step, 0.5 + step / 100 + made.seed / 50] for step in range(8, steps + 1, 8)],
+        "validation_loss": [[step, 0.6] for step in range(8, steps + 1, 8)],
+    }
+    return made
+
+
+def test_learning_curves_are_plotted_per_method_and_tables_without_them_say_so(tmp_path):
+    records = tmp_path / "records"
+    for seed in range(3):
+        write_record(synthetic("alpha", "baseline", seed, 50, role="baseline", params=0), records)
+        write_record(with_curves(synthetic("alpha", "lora", seed, 80 + seed, params=4000)), records)
+        write_record(with_curves(synthetic("alpha", "ia3", seed, 70 + seed, params=800)), records)
+    write_record(with_curves(synthetic("alpha", "bitfit", 0, 75, params=2000)), records)
+    write_record(synthetic("beta", "lora", 0, 80), records)  # written before records kept curves
+    built = build_site(records, tmp_path / "docs")
+    docs = tmp_path / "docs" / "leaderboard"
+    curve_plots = sorted(p for p in built.plots if "-curve-" in p)
+    assert curve_plots == [
+        "leaderboard/plots/tiny-alpha-curve-train-loss.svg",
+        "leaderboard/plots/tiny-alpha-curve-validation-accuracy.svg",
+    ]
+    for relative in curve_plots:
+        text = (tmp_path / "docs" / relative).read_text()
+        assert ElementTree.fromstring(text).tag.endswith("svg") and len(text) > 1000
+        assert "lora (3 seeds)" in text and "ia3 (3 seeds)" in text and "bitfit (1 seed, no band)" in text
+        assert "baseline" not in text and "lowest to highest seed" in text
+    alpha = (docs / "tiny-alpha.md").read_text()
+    curves = alpha.split("## Learning curves", 1)[1].split("## Per method", 1)[0]
+    assert "(plots/tiny-alpha-curve-train-loss.svg)" in curves
+    assert "(plots/tiny-alpha-curve-validation-accuracy.svg)" in curves
+    assert "the mean over seeds, the shaded band: lowest to highest seed" in curves
+    beta = (docs / "tiny-beta.md").read_text()
+    assert "No learning curves: none of this table's completed runs recorded one" in beta
+    assert "-curve-" not in beta and (docs / "plots" / "tiny-beta-params.svg").is_file()

@@ -191,3 +191,45 @@ def test_csv_keeps_every_column_with_dicts_and_lists_as_json():
     assert json.loads(lora["accuracy_per_seed"]) == {"0": 0.8, "1": 0.82}
     assert json.loads(lora["run_ids"]) == ["lora-r8-data-a-seed0", "lora-r8-data-a-seed1"]
     assert json.loads(lora["hyperparameters"]) == {"learning_rate": 0.001, "r": 8}
+
+
+def curved(method, seed, steps, status="complete", **extra):
+    """A record whose curves follow from its seed and step, so every number can be checked."""
+    made = record(method, seed, 0.8, status=status, **extra)
+    made.curves = {
+        "train_loss": [[step, 1.0 / step + seed] for step in steps],
+        "validation_accuracy": [[step, 0.5 + seed / 10 + step / 1000] for step in steps[::2]],
+    }
+    return made
+
+
+def test_curves_frame_has_a_row_per_completed_run_series_and_step_with_the_records_numbers():
+    from peftbench.leaderboard.curves import CURVE_COLUMNS, summarise_curves
+
+    board = Leaderboard(
+        [
+            curved("lora", 0, [10, 20, 30]),
+            curved("lora", 1, [10, 20]),  # a seed that stopped earlier: compared on common steps
+            curved("lora", 2, [10, 20, 30], status="failed", error="boom"),  # never in the frame
+            record("ia3", 0, 0.7),  # written before curves: no rows
+            record("baseline", 0, 0.5, role="baseline"),
+        ]
+    )
+    frame = board.curves_frame()
+    assert list(frame.columns) == list(CURVE_COLUMNS)
+    assert {column: str(dtype) for column, dtype in frame.dtypes.items()} == CURVE_COLUMNS
+    assert set(frame["method"]) == {"lora"} and set(frame["label"]) == {"lora"}
+    assert len(frame) == 3 + 2 + 2 + 1  # seed 0: 3 losses, 2 accuracies; seed 1: 2 and 1
+    loss = frame[frame["metric"] == "train_loss"]
+    assert loss[["seed", "step"]].astype(int).values.tolist() == [[0, 10], [0, 20], [0, 30], [1, 10], [1, 20]]
+    assert loss["value"].astype(float).tolist() == pytest.approx([0.1, 0.05, 1 / 30, 1.1, 1.05])
+    assert set(frame["run_id"]) == {"lora-seed0", "lora-seed1"}
+
+    summary = summarise_curves(frame).set_index(["metric", "step"])
+    assert list(summary.loc["train_loss"].index) == [10, 20]  # step 30: seed 1 lacks it
+    assert summary.loc[("train_loss", 10), ["mean", "low", "high", "seeds"]].tolist() == pytest.approx(
+        [0.6, 0.1, 1.1, 2]
+    )
+    assert summary.loc[("validation_accuracy", 10), "mean"] == pytest.approx(0.56)
+    assert Leaderboard([record("ia3", 0, 0.7)]).curves_frame().empty
+    assert summarise_curves(Leaderboard([]).curves_frame()).empty

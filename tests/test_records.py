@@ -39,6 +39,7 @@ def good_record(method: str = "lora", seed: int = 0) -> RunRecord:
         references=[0, 1, 0, 0],
         environment={"packages": {"torch": "2"}},
         notes=["a note"],
+        curves={"train_loss": [[1, 0.7], [2, 0.5]], "validation_accuracy": [[2, 0.75]]},
         tuning={
             "chosen": {"learning_rate": 0.001},
             "candidates": [{"hyperparameters": {"learning_rate": 0.001}}],
@@ -95,6 +96,29 @@ BAD_FIELDS = [
     ("tuning", {"chosen": "lr"}, "field 'tuning' entry 'chosen' must be an object or null"),
     ("tuning", {"candidates": [1]}, "field 'tuning' entry 'candidates' item 0 must be an object"),
     ("tuning", {"candidates": None}, "field 'tuning' entry 'candidates' must be a list of objects, got null"),
+    ("curves", [], "field 'curves' must be an object of [step, value] lists, got a list ([])"),
+    (
+        "curves",
+        {"train_loss": 0.5},
+        "field 'curves' entry 'train_loss' must be a list of [step, value] pairs",
+    ),
+    (
+        "curves",
+        {"train_loss": [[1, 0.5], [2, "low"]]},
+        "field 'curves' entry 'train_loss' item 1 must be a [step, number or null] pair, got a list",
+    ),
+    ("curves", {"validation_accuracy": [[1.5, 0.5]]}, "entry 'validation_accuracy' item 0 must be a [step,"),
+    (
+        "curves",
+        {"train_loss": [[-1, 0.5]]},
+        "entry 'train_loss' item 0 must be a [step, number or null] pair",
+    ),
+    (
+        "curves",
+        {"train_loss": [[1, 0.5, 2]]},
+        "entry 'train_loss' item 0 must be a [step, number or null] pair",
+    ),
+    ("curves", {"train_loss": [{"step": 1}]}, "item 0 must be a [step, number or null] pair, got an object"),
     ("model", 5, "field 'model' must be a string, got a number (5)"),
     ("finished_at", None, "field 'finished_at' must be a string, got null"),
     ("error", ["x"], "field 'error' must be a string or null, got a list"),
@@ -185,12 +209,19 @@ def test_leaderboard_and_docs_commands_skip_wrongly_typed_records(tmp_path, caps
 def test_records_round_trip_atomically_and_store_nan_as_null(tmp_path):
     original = record("lora", 0, 0.8)
     original.metrics["final_train_loss"] = math.nan
+    original.curves = {
+        "train_loss": [[10, 0.69], [20, 0.41]],
+        "validation_accuracy": [[10, 0.5], [20, 0.75]],
+        "validation_loss": [[10, math.nan], [20, 0.52]],
+    }
     path = write_record(original, tmp_path)
     assert path == tmp_path / "records" / "lora-seed0.json"
     assert json.loads(path.read_text())["metrics"]["final_train_loss"] is None
+    assert json.loads(path.read_text())["curves"]["validation_loss"] == [[10, None], [20, 0.52]]
     assert [p.name for p in path.parent.iterdir()] == ["lora-seed0.json"]  # no temporary left behind
     (loaded,) = read_records(tmp_path)
     assert loaded.metrics["accuracy"] == 0.8 and loaded.schema_version == SCHEMA_VERSION
+    assert loaded.curves == {**original.curves, "validation_loss": [[10, None], [20, 0.52]]}
 
 
 @pytest.mark.parametrize(
@@ -214,11 +245,11 @@ def test_corrupt_records_are_reported_by_path_and_skipped(tmp_path, content, wor
 def test_records_from_older_writers_without_optional_fields_still_load(tmp_path):
     path = write_record(record("lora", 0, 0.8), tmp_path)
     data = json.loads(path.read_text())
-    for optional in ("references", "tuning", "stage", "notes"):
+    for optional in ("references", "tuning", "stage", "notes", "curves"):
         data.pop(optional)
     path.write_text(json.dumps(data))
     (loaded,) = read_records(tmp_path)
-    assert loaded.references == [] and loaded.stage == "final"
+    assert loaded.references == [] and loaded.stage == "final" and loaded.curves == {}
     data.pop("run_id")
     path.write_text(json.dumps(data))
     with pytest.warns(RecordWarning, match="missing fields: run_id"):

@@ -116,6 +116,7 @@ def test_new_settings_reach_the_record_and_every_training_setting_is_recorded(tm
         (["--seeds", "0,1", "--num-seeds", "3"], "--seeds and --num-seeds are mutually exclusive"),
         (["--methods", "lora,ia3,lora"], "method 'lora' is named twice in --methods"),
         (["--num-seeds", "0"], "setting num_seeds=0 is out of range: use at least 1"),
+        (["--curve-points", "-1"], "setting curve_points=-1 is out of range: use at least 0"),
         (["--hp", "lora.r=4", "--hp", "lora.r=8"], "hyper-parameter 'lora.r' is given twice: give it once"),
     ],
 )

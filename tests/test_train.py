@@ -1,18 +1,23 @@
-"""The training loop: its batches (every example once per epoch, in length buckets) and the hooks
-through which a method acts during training."""
+"""The training loop: its batches (every example once per epoch, in length buckets), the hooks
+through which a method acts during training, and the checkpoints of a learning curve, which
+change nothing in the training."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import peftbench
+from conftest import keyword_folder
 from fake_plugins import HeadProbe, HeadProbePlugin, MethodsPlugin
 from peftbench.batching import TokenizedSplit, eval_batches
 from peftbench.models import classification_head
 from peftbench.settings import TrainConfig
-from peftbench.train import StepHooks, plan_batches
+from peftbench.train import Checkpoints, StepHooks, checkpoint_steps, plan_batches, train
 
 
 def random_split(count: int, seed: int = 0) -> TokenizedSplit:
@@ -89,3 +94,83 @@ def test_a_method_without_hooks_adds_nothing_to_the_loop():
 
     spec = RunSpec(RegisteredMethod(HeadProbe(), "tests"), {}, 0, "x")
     assert _step_hooks(spec, torch.nn.Linear(1, 1)) == StepHooks()
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "steps"),
+    [
+        (100, 5, [20, 40, 60, 80, 100]),
+        (12, 5, [3, 5, 8, 10, 12]),
+        (7, 1, [7]),
+        (3, 5, [1, 2, 3]),  # fewer steps than points: each step once
+        (1, 5, [1]),
+        (10, 0, []),
+        (0, 5, []),
+    ],
+)
+def test_checkpoint_steps_are_evenly_spaced_and_end_at_the_last_step(total, count, steps):
+    assert checkpoint_steps(total, count) == steps
+
+
+class Pooled(nn.Module):
+    """A tiny classifier with dropout, so its training draws from the random generator."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.drop, self.head = nn.Embedding(100, 8), nn.Dropout(0.5), nn.Linear(8, 2)
+
+    def forward(self, input_ids, attention_mask):
+        return SimpleNamespace(logits=self.head(self.drop(self.embed(input_ids)).mean(1)))
+
+
+def test_checkpoints_change_nothing_in_training_and_their_time_is_not_training_time(monkeypatch):
+    split = TokenizedSplit(
+        [np.arange(n % 7 + 2) for n in range(64)], np.arange(64, dtype=np.int64) % 2
+    )  # fmt: skip
+    config = TrainConfig(batch_size=8, log_every=1, precision="fp32")
+    hp = {"learning_rate": 0.01, "weight_decay": 0.0, "warmup_ratio": 0.0}
+    clock = SimpleNamespace(now=0.0)  # time passes only inside a checkpoint
+    monkeypatch.setattr("peftbench.train.time", SimpleNamespace(perf_counter=lambda: clock.now))
+    plain = Pooled()
+    untouched = train(plain, split, hp, config, 0, torch.device("cpu"), 0, progress=False)
+    seen = []
+
+    def look(step):
+        seen.append((step, model.training))
+        model.eval()
+        torch.rand(100)  # whatever a checkpoint draws, training's random stream stays as it was
+        with torch.no_grad():
+            model(torch.ones(2, 3, dtype=torch.long), None)
+        clock.now += 100.0
+
+    model = Pooled()
+    stats = train(
+        model, split, hp, config, 0, torch.device("cpu"), 0, False, StepHooks(), Checkpoints({2, 5}, look)
+    )
+    assert seen == [(2, True), (5, True)] and model.training
+    assert stats.loss_history == untouched.loss_history
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+    assert (stats.seconds, stats.checkpoint_seconds) == (0.0, 200.0)
+
+
+def test_a_run_with_learning_curves_gives_the_same_record_as_one_without(tmp_path):
+    data = keyword_folder(tmp_path / "data", train=96, validation=32, test=32)
+    common = dict(
+        model="tiny-gpt2", dataset=str(data), methods="lora", batch_size=12, log_every=3,
+        references=False, progress=False,
+    )  # fmt: skip
+    (without,) = peftbench.run(**common, out=tmp_path / "without", curve_points=0).records
+    (curved,) = peftbench.run(**common, out=tmp_path / "curved").records  # the default: 5 points
+    assert curved.run_id == without.run_id  # how many points does not decide the result
+    assert curved.predictions == without.predictions and curved.metrics == without.metrics
+    assert curved.costs["train_steps"] == 8
+    assert [step for step, _ in curved.curves["train_loss"]] == [3, 6, 8]
+    assert curved.curves["train_loss"] == without.curves["train_loss"]
+    assert curved.curves["train_loss"][-1][1] == curved.metrics["final_train_loss"]
+    assert [step for step, _ in curved.curves["validation_accuracy"]] == [2, 4, 5, 7, 8]
+    assert curved.curves["validation_accuracy"][-1][1] == curved.metrics["validation_accuracy"]
+    assert curved.curves["validation_loss"][-1][1] == curved.metrics["validation_loss"]
+    assert set(without.curves) == {"train_loss"} and without.costs["curve_eval_seconds"] == 0.0
+    assert curved.costs["curve_eval_seconds"] > 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftbench.docgen import leaderboard_pages, method_pages
+from peftbench.docgen.curve_plots import render_curve_plots
 from peftbench.docgen.markup import is_generated
 from peftbench.docgen.plots import render_plots
 from peftbench.errors import PeftbenchError
@@ -64,7 +65,9 @@ def build_site(
     result.pages = sorted(texts)
 
     for table in tables:
-        for name, data in render_plots(table.frame, table.slug, table.title).items():
+        plots = render_plots(table.frame, table.slug, table.title)
+        plots.update(render_curve_plots(table.frame, table.curves, table.slug, table.title))
+        for name, data in plots.items():
             relative = f"{LEADERBOARD_DIR}/{PLOTS_DIR}/{name}"
             _write(docs_dir / relative, data)
             result.plots.append(relative)

@@ -1,7 +1,8 @@
 """Leaderboard pages: one per (model, dataset) table, and an index of every table.
 
 Each table page states its setup (from the records), shows the rigor columns of the leaderboard
-frame in a sortable table, the accuracy-vs-cost plots and, per method, every seed's values.
+frame in a sortable table, the accuracy-vs-cost plots, the learning curves and, per method, every
+seed's values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from peftbench.docgen import facts
+from peftbench.docgen.curve_plots import BAND, CURVE_PLOTS, curve_plot_files
 from peftbench.docgen.markup import Cell, cell, definition_table, html_table, method_slug, page, slug
 from peftbench.docgen.plots import PLOTS, plot_files
 from peftbench.formatting import escape, hp_text, number
@@ -33,6 +35,7 @@ class Table:
     frame: pd.DataFrame  # rows of Leaderboard.to_frame() for this (model, dataset)
     final: list[RunRecord]  # the final records its rows are computed from (latest per seed)
     every: list[RunRecord]  # tuning candidates too
+    curves: pd.DataFrame  # rows of Leaderboard.curves_frame() for this (model, dataset)
 
     @property
     def title(self) -> str:
@@ -46,7 +49,7 @@ class Table:
 
 def split_tables(board: Leaderboard) -> list[Table]:
     """The board's (model, dataset) tables, each with a unique file-name slug."""
-    frame = board.to_frame()
+    frame, curves = board.to_frame(), board.curves_frame()
     tables, used = [], {"index"}  # leaderboard/index.md is the front page
     for (model, dataset), group in frame.groupby(GROUP, sort=True):
         name = slug(f"{model}-{dataset}")
@@ -55,7 +58,8 @@ def split_tables(board: Leaderboard) -> list[Table]:
         used.add(name)
         final = [r for r in board.final if (r.model, r.dataset) == (model, dataset)]
         every = [r for r in board.records if (r.model, r.dataset) == (model, dataset)]
-        tables.append(Table(model, dataset, name, group.reset_index(drop=True), final, every))
+        mine = curves[(curves["model"] == model) & (curves["dataset"] == dataset)].reset_index(drop=True)
+        tables.append(Table(model, dataset, name, group.reset_index(drop=True), final, every, mine))
     return tables
 
 
@@ -123,6 +127,25 @@ def _plots_block(table: Table, prefix: str = "plots/") -> str:
         "cost. Rows that cost nothing on an axis (the untuned baseline, the majority class) are "
         "dashed horizontal lines. Failed rows are not plotted.</p>"
     )
+    return "\n\n".join([note, *images])
+
+
+def _curves_block(table: Table, prefix: str = "plots/") -> str:
+    files = curve_plot_files(table.slug, table.curves)
+    if not files:
+        return (
+            "<p>No learning curves: none of this table's completed runs recorded one (their records "
+            "were written before peftbench kept learning curves, or their methods train nothing).</p>"
+        )
+    note = (
+        "<p>Per method, its final runs (the configuration in the table above): the line is the mean "
+        f"over seeds, the shaded {escape(BAND, 'html')} (no band: one seed). The training loss is "
+        "the mean over each logging interval; validation accuracy is measured at a few evenly spaced "
+        "steps, the last at the end of training. Seeds are compared on the steps they all have. "
+        "Rows without curves (methods that train nothing, older records) are not drawn.</p>"
+    )
+    alt = {plot.name: f"{plot.label} vs optimiser step for {table.title}" for plot in CURVE_PLOTS}
+    images = [f"![{escape(alt[name], 'markdown')}]({prefix}{file})" for name, file in files.items()]
     return "\n\n".join([note, *images])
 
 
@@ -207,6 +230,8 @@ def table_page(table: Table, known_methods: Collection[str]) -> str:
         f"<p>{escape(LEGEND, 'html')} Click a column header to sort.</p>",
         "## Accuracy and cost",
         _plots_block(table),
+        "## Learning curves",
+        _curves_block(table),
         "## Per method",
         *sections,
     )

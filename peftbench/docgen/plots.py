@@ -64,8 +64,8 @@ def plot_files(slug: str) -> dict[str, str]:
 def render_plots(table: pd.DataFrame, slug: str, title: str) -> dict[str, bytes]:
     """Every plot of one (model, dataset) table as SVG bytes, by file name; rows that completed
     no run are left out."""
-    done = table[(table["seeds"] > 0) & table["accuracy"].notna()]
-    styles = _styles(sorted(done["method"].astype(str)))
+    done = completed_rows(table)
+    styles = table_styles(table)
     files = {}
     for spec in PLOTS:
         buffer = io.BytesIO()
@@ -76,13 +76,23 @@ def render_plots(table: pd.DataFrame, slug: str, title: str) -> dict[str, bytes]
     return files
 
 
+def completed_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table that completed at least one run: the only ones plotted."""
+    return table[(table["seeds"] > 0) & table["accuracy"].notna()]
+
+
+def table_styles(table: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Colour and marker per method of one table, the same in each of its plots (curves too)."""
+    return _styles(sorted(completed_rows(table)["method"].astype(str)))
+
+
 def _styles(names: list[str]) -> dict[str, tuple[str, str]]:
     """The same method gets the same colour and marker in every plot of a table."""
     colours = matplotlib.colormaps["tab10"].colors
     return {name: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """Keep a name from being read as matplotlib mathtext (``$...$``)."""
     return str(text).replace("$", r"\$")
 
@@ -106,7 +116,7 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
             markerfacecolor="white" if single else colour,
             capsize=3,
             markersize=7,
-            label=_literal(f"{row.method}" + (" (1 seed, no interval)" if single else "")),
+            label=literal(f"{row.method}" + (" (1 seed, no interval)" if single else "")),
             zorder=3,
         )
     if len(points):
@@ -117,14 +127,14 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
         note = spec.zero_means if not pd.isna(value) else "not measured"
         axes.axhline(
             100 * float(row.accuracy), color=colour, linestyle="--", linewidth=1,
-            label=_literal(f"{row.method} ({note})"), zorder=1,
+            label=literal(f"{row.method} ({note})"), zorder=1,
         )  # fmt: skip
     if spec.log and len(points):
         axes.set_xscale("log")
         _label_log_ticks(axes)
     axes.set_xlabel(spec.label)
     axes.set_ylabel("test accuracy, % (mean ± 95% CI)")
-    axes.set_title(_literal(title), fontsize=10)
+    axes.set_title(literal(title), fontsize=10)
     axes.grid(True, which="major", linewidth=0.4, alpha=0.5)
     if len(done):
         axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import hp_text
+from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records, run_key
 
@@ -102,6 +103,10 @@ class Leaderboard:
         rows = [_run_row(record, self.label(record)) for record in self.final]
         frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *OBJECT_COLUMNS]).astype(RUN_COLUMNS)
         return frame
+
+    def curves_frame(self) -> pd.DataFrame:
+        """Learning curves of the completed final runs: a row per (run, series, step, value)."""
+        return curves_frame(self.final, self.label, config_key)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per method configuration and (model, dataset), best mean accuracy first."""

@@ -54,6 +54,7 @@ class SweepContext:
     tokens_from_cache: bool = False
     trust_remote_code: bool = False
     progress: bool = True
+    curve_points: int = 0  # validation evaluations per run for its learning curve (SweepConfig's)
 
     @property
     def precision(self) -> str:
@@ -134,4 +135,5 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,
+        curve_points=config.curve_points,
     )

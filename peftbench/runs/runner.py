@@ -19,6 +19,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
+from peftbench.runs.curves import ValidationCurve
 from peftbench.runs.spec import RunSpec, new_record
 from peftbench.train import StepHooks, TrainingDiverged, TrainStats, train
 
@@ -54,14 +55,18 @@ def execute_run(
         reset_peak_memory(ctx.device)
         phase = _enter("train", on_phase)
         hooks = _step_hooks(spec, model)
-        config, seed = ctx.train_config, spec.seed
-        stats = train(model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks)
+        config, seed, curve = ctx.train_config, spec.seed, ValidationCurve(ctx.curve_points)
+        stats = train(
+            model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
+            curve.checkpoints(ctx, model),
+        )  # fmt: skip
         phase = _enter("evaluate", on_phase)
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
         # Tuning runs never touch test, so the choice among them cannot depend on it.
         test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
         record.metrics = _metrics(validation, test, stats)
         record.costs = _costs(stats, trainable, total, ctx.device, test)
+        record.curves = curve.curves(stats, validation)
         if test is not None:
             phase = _enter("save", on_phase)
             adapter_dir.mkdir(parents=True)
@@ -121,6 +126,7 @@ def _costs(
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
         "train_steps": stats.steps,
         "train_seconds": stats.seconds,
+        "curve_eval_seconds": stats.checkpoint_seconds,
         "train_samples_per_second": stats.samples_per_second,
         "train_tokens_per_second": stats.tokens_per_second,
         "padding_efficiency": stats.padding_efficiency,
