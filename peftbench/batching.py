@@ -2,11 +2,14 @@
 
 Splits are tokenised without padding; training batches are built from length buckets (shuffled
 under the seed), evaluation batches from length-sorted examples, and each batch is padded only to
-its own longest sequence.
+its own longest sequence. A compiled model instead gets ``StaticShapes``: a few fixed widths and
+always the same number of rows, so it compiles (and records CUDA graphs) once per width rather
+than once per batch shape.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +18,8 @@ import torch
 from peftbench.data import TextSplit
 
 BUCKET_BATCHES = 50  # a bucket holds this many batches; sorting within it groups similar lengths
+SMALLEST_WIDTH = 16  # the narrowest static width; GPU matmuls like multiples of 16
+PAD_LABEL = -100  # the label of a row added to fill a batch: cross-entropy's default ignore_index
 
 
 @dataclass
@@ -53,11 +58,49 @@ def eval_batches(split: TokenizedSplit, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(split: TokenizedSplit, indices: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad the chosen examples to their longest; GPT-2 then pools its last real token."""
+def bucket_widths(max_length: int) -> tuple[int, ...]:
+    """The static widths for ``max_length``: powers of two from ``SMALLEST_WIDTH``, then
+    ``max_length`` itself, so every truncated example fits one and few shapes are compiled."""
+    widths = []
+    width = SMALLEST_WIDTH
+    while width < max_length:
+        widths.append(width)
+        width *= 2
+    return (*widths, max_length)
+
+
+@dataclass(frozen=True)
+class StaticShapes:
+    """Fixed batch shapes: ``rows`` rows (a short batch is topped up with rows labelled
+    ``PAD_LABEL``, which the loss ignores) and a width from ``widths``."""
+
+    widths: tuple[int, ...]
+    rows: int
+
+    @classmethod
+    def for_lengths(cls, max_length: int, rows: int) -> StaticShapes:
+        return cls(bucket_widths(max_length), rows)
+
+    def width(self, longest: int) -> int:
+        """The smallest width that holds ``longest`` tokens (``longest`` itself if none does)."""
+        at = bisect.bisect_left(self.widths, longest)
+        return self.widths[at] if at < len(self.widths) else longest
+
+
+def collate(
+    split: TokenizedSplit, indices: np.ndarray, pad_id: int, shapes: StaticShapes | None = None
+) -> dict[str, torch.Tensor]:
+    """Right-pad the chosen examples to their longest (or to ``shapes``); GPT-2 then pools its
+    last real token. A filler row attends to its first (pad) token only, so it stays finite."""
     width = int(split.lengths[indices].max())
-    input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
-    attention = np.zeros((len(indices), width), dtype=np.int64)
+    rows = len(indices)
+    labels = split.labels[indices]
+    if shapes is not None:
+        width, rows = shapes.width(width), max(rows, shapes.rows)
+        labels = np.concatenate([labels, np.full(rows - len(indices), PAD_LABEL, dtype=labels.dtype)])
+    input_ids = np.full((rows, width), pad_id, dtype=np.int64)
+    attention = np.zeros((rows, width), dtype=np.int64)
+    attention[len(indices) :, 0] = 1
     for row, index in enumerate(indices):
         ids = split.input_ids[index]
         input_ids[row, : len(ids)] = ids
@@ -65,5 +108,5 @@ def collate(split: TokenizedSplit, indices: np.ndarray, pad_id: int) -> dict[str
     return {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(attention),
-        "labels": torch.from_numpy(split.labels[indices]),
+        "labels": torch.from_numpy(labels),
     }

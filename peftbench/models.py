@@ -2,11 +2,13 @@
 
 Every model is an ``AutoModelForSequenceClassification``. The classification head is
 re-initialised from the run's seed, so a seed fully determines the untuned model and a reload
-with the same seed rebuilds the very same base.
+with the same seed rebuilds the very same base. A sweep reads the base once (``load_base_model``)
+and gives each run a copy with its seed's head (``seeded_copy``), the same as ``load_model``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,16 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> nn.Module:
     """A fresh sequence-classification model whose head is initialised from ``seed``."""
+    model = load_base_model(spec, label_names, pad_token_id, trust_remote_code)
+    reset_head(model, seed)
+    return model
+
+
+def load_base_model(
+    spec: ModelSpec, label_names: tuple[str, ...], pad_token_id: int, trust_remote_code: bool = False
+) -> nn.Module:
+    """The model as read from disk (or built from its random config), fp32: the same for every
+    seed; ``seeded_copy`` turns it into what ``load_model`` returns for a seed."""
     labels = {
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
@@ -129,7 +141,7 @@ def load_model(
         source = spec.weights_path()
         model = _guarded(
             # A checkpoint fine-tuned for another label set has a head of another size; the head
-            # is re-initialised from the seed below anyway.
+            # is re-initialised from the seed anyway.
             lambda: AutoModelForSequenceClassification.from_pretrained(
                 source, **labels, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
             ),
@@ -139,6 +151,14 @@ def load_model(
     model.config.pad_token_id = pad_token_id
     if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
         model = model.float()  # a checkpoint saved in bf16/fp16: methods get fp32, as promised
+    return model
+
+
+def seeded_copy(base: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``base`` (from ``load_base_model``) with its head initialised from ``seed``:
+    what ``load_model`` returns for that seed, without reading the disk again. Shares no storage
+    with ``base``, so training it leaves ``base`` as it was."""
+    model = copy.deepcopy(base)
     reset_head(model, seed)
     return model
 

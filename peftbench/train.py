@@ -7,6 +7,11 @@ without knowing whose they are. The loss is read back from the device only at lo
 a GPU never waits on the host between steps. ``Checkpoints`` lets the caller look at the model at
 a few steps (a learning curve's validation points) without changing the training: the random
 state is restored, the model goes back to train mode and the time is kept out of ``seconds``.
+
+A compiled model sees static shapes (``StaticShapes``: every batch the same rows, its width one
+of a few), so it compiles once per width and, on GPUs, replays CUDA graphs instead of launching
+kernels one by one. The rows added to fill a batch are ignored by the loss, so losses and
+gradients are those of the unpadded batch (only dropout differs: its masks are drawn per shape).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from peftbench.batching import TokenizedSplit, collate, train_batches
+from peftbench.batching import PAD_LABEL, StaticShapes, TokenizedSplit, collate, train_batches
 from peftbench.precision import autocast
 from peftbench.settings import TrainConfig
 
@@ -109,10 +114,12 @@ def train(
     progress: bool = True,
     hooks: StepHooks = StepHooks(),
     checkpoints: Checkpoints = Checkpoints(),
+    static_shapes: bool | None = None,
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
     ``config.precision`` must be resolved (``fp32`` or ``bf16``, see ``resolve_precision``).
+    ``static_shapes`` (by default: when compiling) pads every batch to ``StaticShapes``.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats()
@@ -127,16 +134,21 @@ def train(
     warmup = int(hp["warmup_ratio"] * len(batches))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, len(batches)))
     model.train()
-    forward = torch.compile(model, dynamic=True) if config.compile else model
+    static = config.compile if static_shapes is None else static_shapes
+    shapes = StaticShapes.for_lengths(config.max_length, config.batch_size) if static else None
+    forward = compile_model(model, device, shapes) if config.compile else model
+    graphs = config.compile and uses_cuda_graphs(device, shapes)
     running = torch.zeros((), device=device)
     start = time.perf_counter()
     bar = tqdm(batches, desc="train", unit="step", disable=None if progress else True, leave=False)
     for step, indices in enumerate(bar, start=1):
-        batch = to_device(collate(split, indices, pad_id), device)
+        batch = to_device(collate(split, indices, pad_id, shapes), device)
         labels = batch.pop("labels")
+        if graphs:  # the previous step's graph outputs may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, config.precision):
             logits = forward(**batch).logits
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=PAD_LABEL)
         if hooks.extra_loss is not None:
             loss = loss + hooks.extra_loss()
         loss.backward()
@@ -173,6 +185,28 @@ def _synchronized(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def compile_model(model: nn.Module, device: torch.device, shapes: StaticShapes | None) -> Callable:
+    """``model`` compiled for ``shapes``: one graph per width, on GPUs replayed as CUDA graphs
+    (``reduce-overhead``); without ``shapes``, one graph for dynamic shapes.
+
+    Compile caches are cleared first: the previous run's graphs (and CUDA graph memory) belong to
+    a model that is gone, and would count against dynamo's recompile limit, which is raised to
+    the number of widths so that no width falls back to eager.
+    """
+    torch.compiler.reset()
+    if shapes is None:
+        return torch.compile(model, dynamic=True)
+    limit = torch._dynamo.config.recompile_limit
+    torch._dynamo.config.recompile_limit = max(limit, len(shapes.widths))
+    options = {"mode": "reduce-overhead"} if uses_cuda_graphs(device, shapes) else {}
+    return torch.compile(model, dynamic=False, **options)
+
+
+def uses_cuda_graphs(device: torch.device, shapes: StaticShapes | None) -> bool:
+    """CUDA graphs replay fixed shapes on a GPU; each step must then be marked as a new one."""
+    return device.type == "cuda" and shapes is not None
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

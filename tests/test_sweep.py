@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 import peftbench
 from conftest import keyword_folder, keyword_rows, registered
@@ -17,9 +19,12 @@ from peftbench.cli import main
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.evaluation import evaluate_model
 from peftbench.leaderboard import Leaderboard
-from peftbench.models import load_tokenizer, resolve_model
+from peftbench.models import load_model, load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
 from peftbench.records import read_records
+from peftbench.runs.context import SweepContext, build_context
+from peftbench.runs.executors import LocalExecutor
+from peftbench.settings import sweep_config
 
 METHODS = ["lora", "ia3", "prefix_tuning", "head_probe"]
 
@@ -166,3 +171,42 @@ def test_failing_and_diverging_methods_are_recorded_and_the_sweep_goes_on(
     assert main(["run", "--model", "tiny-gpt2", "--dataset", str(data), "--methods", "lora",
                  "--max-steps", "3", "--out", str(out), "--quiet"]) == 0  # fmt: skip
     assert "did not complete" not in capsys.readouterr().err
+
+
+def loading_per_run(ctx: SweepContext, seed: int) -> torch.nn.Module:
+    """How a run got its base model before the context held one: read from disk every time."""
+    return load_model(ctx.model_spec, ctx.data.label_names, seed, ctx.pad_id, ctx.trust_remote_code)
+
+
+def test_the_context_hands_out_what_loading_gives_and_survives_pickling(keyword_data, tmp_path):
+    config = sweep_config(model="tiny-gpt2", dataset=str(keyword_data), out=tmp_path)
+    ctx = build_context(config, LocalExecutor().start("cpu", "fp32"))
+    shipped = pickle.loads(pickle.dumps(ctx))  # as it travels to a Ray worker
+    for seed in (0, 5):
+        expected = loading_per_run(ctx, seed).state_dict()
+        for context in (ctx, shipped):
+            state = context.fresh_model(seed).state_dict()
+            assert list(state) == list(expected)
+            assert all(state[k].dtype == v.dtype and torch.equal(state[k], v) for k, v in expected.items())
+
+
+def test_a_sweep_reads_the_base_model_once_and_records_what_loading_per_run_did(tmp_path, monkeypatch):
+    data = keyword_folder(tmp_path / "data", train=48, validation=16, test=16)
+    options = dict(model="tiny-gpt2", dataset=str(data), methods="baseline,lora", seeds="0,1", max_steps=2,
+                   references=False, progress=False)  # fmt: skip
+    built = []
+    build = AutoModelForSequenceClassification.from_config
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_config", lambda *a, **k: built.append(1) or build(*a, **k)
+    )
+    records = peftbench.run(**options, out=tmp_path / "once").records
+    assert len(built) == 1 and len(records) == 4
+    monkeypatch.setattr(SweepContext, "fresh_model", loading_per_run)
+    expected = {(r.method, r.seed): r for r in peftbench.run(**options, out=tmp_path / "per_run").records}
+    assert len(built) == 2 + 2 * 4  # the check, then a model to train and one to reload for every run
+    for record in records:
+        old = expected[(record.method, record.seed)]
+        assert record.status == old.status == "complete", record.error
+        assert record.run_id == old.run_id and record.predictions == old.predictions
+        assert record.metrics == pytest.approx(old.metrics, abs=1e-6)
+        assert record.reload == pytest.approx(old.reload, abs=1e-6)

@@ -1,6 +1,6 @@
 """The training loop: its batches (every example once per epoch, in length buckets), the hooks
 through which a method acts during training, and the checkpoints of a learning curve, which
-change nothing in the training."""
+change nothing in the training, and static shapes for a compiled model."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 import peftbench
 from conftest import keyword_folder
 from fake_plugins import HeadProbe, HeadProbePlugin, MethodsPlugin
-from peftbench.batching import TokenizedSplit, eval_batches
-from peftbench.models import classification_head
+from peftbench.batching import StaticShapes, TokenizedSplit, eval_batches
+from peftbench.evaluation import evaluate_model
+from peftbench.models import classification_head, load_model, resolve_model
 from peftbench.settings import TrainConfig
 from peftbench.train import Checkpoints, StepHooks, checkpoint_steps, plan_batches, train
+
+CPU = torch.device("cpu")
+HP = {"learning_rate": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.2}
 
 
 def random_split(count: int, seed: int = 0) -> TokenizedSplit:
@@ -174,3 +179,125 @@ def test_a_run_with_learning_curves_gives_the_same_record_as_one_without(tmp_pat
     assert curved.curves["validation_loss"][-1][1] == curved.metrics["validation_loss"]
     assert set(without.curves) == {"train_loss"} and without.costs["curve_eval_seconds"] == 0.0
     assert curved.costs["curve_eval_seconds"] > 0
+
+
+def token_split(count: int, longest: int, seed: int = 0) -> TokenizedSplit:
+    """Random token ids of random lengths (1 to ``longest``) with random binary labels."""
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(0, 1000, rng.integers(1, longest + 1)) for _ in range(count)]
+    return TokenizedSplit(ids, rng.integers(0, 2, count))
+
+
+def gpt2_without_dropout() -> torch.nn.Module:
+    """Dropout draws its masks in the shape of the batch, so only without it can differently padded
+    batches give the same numbers. The token embeddings (most of tiny GPT-2) stay frozen, for speed."""
+    model = load_model(resolve_model("tiny-gpt2"), ("a", "b"), 0, 50256)
+    model.transformer.wte.requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def test_static_shapes_train_and_predict_as_padding_to_the_longest_does():
+    split = token_split(38, longest=40)  # batches of 16: every epoch ends with one of 6
+    config = TrainConfig(epochs=2, batch_size=16, max_length=64, log_every=1, precision="fp32")
+    runs = {}
+    for static in (False, True):
+        model = gpt2_without_dropout()
+        stats = train(model, split, HP, config, seed=1, device=CPU, pad_id=50256, progress=False,
+                      static_shapes=static)  # fmt: skip
+        runs[static] = stats, evaluate_model(model, split, 2, 32, CPU, 50256), model.state_dict()
+    (plain, plain_eval, plain_state), (static, static_eval, static_state) = runs[False], runs[True]
+    assert [s for s, _ in static.loss_history] == [s for s, _ in plain.loss_history] == list(range(1, 7))
+    assert [loss for _, loss in static.loss_history] == pytest.approx(
+        [loss for _, loss in plain.loss_history], abs=1e-5
+    )
+    assert np.array_equal(static_eval.predictions, plain_eval.predictions)
+    assert np.abs(static_eval.logits - plain_eval.logits).max() < 1e-4
+    assert all(torch.allclose(static_state[k], plain_state[k], atol=1e-5) for k in plain_state)
+    # Counts stay real examples and tokens; only what the model processed grows.
+    assert (static.samples, static.tokens) == (plain.samples, plain.tokens) == (76, split.lengths.sum() * 2)
+    shapes = StaticShapes.for_lengths(64, 16)
+    batches = plan_batches(split, config, seed=1)
+    assert static.padded_tokens == sum(16 * shapes.width(split.lengths[b].max()) for b in batches)
+    assert static.padding_efficiency < plain.padding_efficiency
+
+
+class MeanPool(torch.nn.Module):
+    """A classifier that dynamo traces in moments: embeddings averaged over the attention mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(1000, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1)
+        return SequenceClassifierOutput(logits=self.head(pooled))
+
+
+@pytest.fixture
+def counted_compiles(monkeypatch):
+    """``torch.compile`` through a backend that records each graph it is given (the shape of its
+    token-id input) and runs it eagerly, so a test sees every (re)compilation in seconds."""
+    calls, graphs = [], []
+    real = torch.compile
+
+    def backend(graph, inputs):
+        graphs.append(next(tuple(t.shape) for t in inputs if t.dtype == torch.int64 and t.dim() == 2))
+        return graph.forward
+
+    def compile_counted(model, **options):
+        calls.append(options)
+        return real(model, **options, backend=backend)
+
+    monkeypatch.setattr(torch, "compile", compile_counted)
+    return calls, graphs
+
+
+def compiled_run(model, split, config, seed=0):
+    return train(model, split, HP, config, seed, CPU, pad_id=0, progress=False)
+
+
+def test_a_compiled_run_compiles_once_per_width_it_meets(counted_compiles):
+    calls, graphs = counted_compiles
+    split = token_split(150, longest=100)
+    config = TrainConfig(epochs=3, batch_size=16, max_length=128, log_every=1, precision="fp32", compile=True)
+    torch.manual_seed(0)
+    stats = compiled_run(MeanPool(), split, config)
+    assert stats.steps == 30 and calls == [{"dynamic": False}]
+    shapes = StaticShapes.for_lengths(128, 16)
+    met = {shapes.width(split.lengths[b].max()) for b in plan_batches(split, config, seed=0)}
+    assert met == {16, 32, 64, 128}  # every width, and short batches at each epoch's end
+    assert sorted(graphs) == [(16, width) for width in sorted(met)]
+    # The next run starts from clean compile caches: again one graph per width, no more.
+    graphs.clear()
+    compiled_run(MeanPool(), split, config, seed=1)
+    assert sorted(graphs) == [(16, width) for width in sorted(met)]
+
+
+def test_a_compiled_run_trains_as_the_uncompiled_one(counted_compiles):
+    split = token_split(40, longest=30)
+    config = TrainConfig(epochs=2, batch_size=16, max_length=32, log_every=1, precision="fp32")
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = MeanPool()
+        stats = compiled_run(model, split, config.model_copy(update={"compile": compile}))
+        results.append((stats.loss_history, model.head.weight.detach().clone()))
+    (plain_losses, plain_head), (compiled_losses, compiled_head) = results
+    losses = [loss for _, loss in plain_losses]
+    assert [loss for _, loss in compiled_losses] == pytest.approx(losses, abs=1e-6)
+    assert torch.allclose(compiled_head, plain_head, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tiny_gpt2_compiles_to_one_graph_per_width(counted_compiles):
+    """No graph breaks in GPT-2: one whole graph per width, as CUDA graphs need."""
+    _, graphs = counted_compiles
+    split = token_split(70, longest=60)
+    config = TrainConfig(epochs=2, batch_size=16, max_length=64, log_every=1, precision="fp32", compile=True)
+    train(gpt2_without_dropout(), split, HP, config, 0, CPU, pad_id=50256, progress=False)
+    assert sorted(graphs) == [(16, 16), (16, 32), (16, 64)]

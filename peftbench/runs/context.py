@@ -1,7 +1,8 @@
-"""What the runs of one sweep share: the data (tokenised once), the task, the device and precision.
+"""What the runs of one sweep share: the data (tokenised once), the base model (read once), the
+task, the device and precision.
 
 Built once per sweep and handed to every run (to a Ray worker through the object store), so no
-run re-reads or re-tokenises anything.
+run re-reads or re-tokenises anything: each run trains a copy of the base model the context holds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from peftbench.data import DatasetSpec, LabelledSplits, load_splits
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult, evaluate_model
 from peftbench.methods.base import TaskInfo, TrainingPlan
-from peftbench.models import ModelSpec, load_model, load_tokenizer, position_limit, resolve_model
+from peftbench.models import (
+    ModelSpec,
+    load_base_model,
+    load_tokenizer,
+    position_limit,
+    resolve_model,
+    seeded_copy,
+)
 from peftbench.precision import apply_precision
 from peftbench.settings import SweepConfig, TrainConfig
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
@@ -48,6 +56,7 @@ class SweepContext:
     test: TokenizedSplit
     task: TaskInfo
     pad_id: int
+    base_model: torch.nn.Module = field(repr=False)  # fp32, on the CPU; never handed out, only copies
     device: torch.device
     train_config: TrainConfig  # its precision resolved: "fp32" or "bf16"
     environment: dict[str, Any]
@@ -61,7 +70,8 @@ class SweepContext:
         return self.train_config.precision
 
     def fresh_model(self, seed: int) -> torch.nn.Module:
-        return load_model(self.model_spec, self.data.label_names, seed, self.pad_id, self.trust_remote_code)
+        """What ``load_model`` returns for ``seed``, copied from the base read once per sweep."""
+        return seeded_copy(self.base_model, seed)
 
     def evaluate(self, model: torch.nn.Module, split: TokenizedSplit) -> EvalResult:
         return evaluate_model(
@@ -83,26 +93,27 @@ class SweepContext:
         return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
 
 
-def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> None:
+def _load_base(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> torch.nn.Module:
     """Load the model once, before anything is tokenised: a model that cannot load, or cannot
     take ``max_length`` tokens, is one clear error now instead of one failed record per run."""
-    model = load_model(spec, labels, 0, pad_id, config.trust_remote_code)
+    model = load_base_model(spec, labels, pad_id, config.trust_remote_code)
     limit, asked = position_limit(model), config.train.max_length
     if limit is not None and asked > limit:
         raise PeftbenchError(
             f"--max-length {asked} is more than model '{config.model}' takes: it has {limit} "
             f"positions; use --max-length {limit} or less"
         )
+    return model
 
 
 def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
-    """Load the data and the tokenizer, tokenise every split (or read the cache) once."""
+    """Load the data, the tokenizer and the base model, tokenise every split (or read the cache) once."""
     data = load_splits(
         DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
     )
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
-    _check_model(spec, data.label_names, tokenizer.pad_token_id, config)
+    base_model = _load_base(spec, data.label_names, tokenizer.pad_token_id, config)
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     tokenized, hits = {}, {}
     for name in ("train", "validation", "test"):
@@ -129,6 +140,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         test=tokenized["test"],
         task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts), plan),
         pad_id=tokenizer.pad_token_id,
+        base_model=base_model,
         device=placement.device,
         train_config=train_config,
         environment=placement.environment,

@@ -11,9 +11,9 @@ resume, kill-safety and keeping an earlier result when a rerun fails are the loc
 and a worker that dies cannot leave half a record or half an adapter. The price is that adapters
 travel through the object store (small for adapters; a full fine-tune ships a whole model copy).
 
-The sweep context, tokenised splits included, is put in the object store once per sweep: no
-worker tokenises. Each task loads the base model itself from the resolved model spec (an alias,
-the worker node's Hugging Face cache, the mirror, or a folder that must exist on every node).
+The sweep context, tokenised splits and the base model included, is put in the object store once
+per sweep: no worker tokenises or reads the model from disk (the driver read it once; each task
+trains its own copy), so a model folder need not exist on the worker nodes.
 """
 
 from __future__ import annotations
