@@ -160,6 +160,12 @@ class SweepConfig(_Settings):
     progress: bool = Field(
         True, description="print progress", json_schema_extra=cli(flag="--quiet", help="no progress output")
     )
+    measure_inference: bool = Field(
+        True,
+        description="time every final run at inference: latency at batch 1, throughput at batch 64, "
+        "merged too where the method can merge (a few seconds per run; results do not change)",
+        json_schema_extra=cli(flag="--no-inference-timing", help="skip timing final runs at inference"),
+    )
     executor: str = Field("local", description="local (this process) or ray (a Ray task per run)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"

@@ -54,6 +54,7 @@ class SweepContext:
     tokens_from_cache: bool = False
     trust_remote_code: bool = False
     progress: bool = True
+    measure_inference: bool = True  # time final runs at inference (peftbench.inference_cost)
 
     @property
     def precision(self) -> str:
@@ -134,4 +135,5 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,
+        measure_inference=config.measure_inference,
     )
