@@ -225,6 +225,7 @@ CALLS = {
     "load": ("base_model", "directory", "task", "hp"),
     "extra_loss": ("model",),
     "after_step": ("model", "step"),
+    "merge": ("model",),
 }
 OPTIONAL = ("extra_loss", "after_step")  # training hooks: checked only where a method defines them
 

@@ -167,6 +167,12 @@ class SweepConfig(_Settings):
         description="validation evaluations per run for its learning curve, evenly spaced, the last at "
         "the end (0: none); the training loss is always recorded",
     )
+    measure_inference: bool = Field(
+        True,
+        description="time every final run at inference: latency at batch 1, throughput at batch 64, "
+        "merged too where the method can merge (a few seconds per run; results do not change)",
+        json_schema_extra=cli(flag="--no-inference-timing", help="skip timing final runs at inference"),
+    )
     executor: str = Field("local", description="local (this process) or ray (a Ray task per run)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"

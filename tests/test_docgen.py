@@ -34,9 +34,20 @@ ENVIRONMENT = {
 }
 
 
+MERGES = {"lora", "ia3"}
+
+
 def synthetic(dataset, method, seed, correct, *, role="method", status="complete", params=1000, day="26"):
-    """A record as a sweep writes it, without training: ``correct`` of 100 test examples right."""
+    """A record as a sweep writes it, without training: ``correct`` of 100 test examples right.
+    Timed at inference like a sweep's, except bitfit: a record from before that was measured."""
     references = [i % 2 for i in range(100)]
+    timed = (
+        {}
+        if method == "bitfit"
+        else {"adapter_load_seconds": 0.01, "latency_ms": 5 + params / 1000, "throughput": 900 - params / 10}
+    )
+    if method in MERGES:
+        timed.update(merged_latency_ms=4.0, merged_throughput=1000.0)
     predictions = [label if i < correct else 1 - label for i, label in enumerate(references)]
     done = status == "complete"
     return RunRecord(
@@ -53,7 +64,7 @@ def synthetic(dataset, method, seed, correct, *, role="method", status="complete
         metrics={"accuracy": correct / 100, "macro_f1": correct / 100, "loss": 0.5} if done else {},
         costs={"trainable_params": params, "total_params": 10**6, "trainable_percent": params / 10**4,
                "train_seconds": params / 100, "peak_memory_mb": 500 + params / 10,
-               "adapter_bytes": params * 4},
+               "adapter_bytes": params * 4, **timed},
         reload={"predictions_identical": True} if done else {},
         predictions=predictions if done else [],
         references=references if done else [],
@@ -129,15 +140,30 @@ def test_every_method_of_the_records_is_in_its_table_with_per_seed_values_and_se
 
 def test_plots_are_valid_svg_with_the_frontier_and_without_failed_rows(generated):
     _, docs, built = generated
-    assert len(built.plots) == 6
+    assert len(built.plots) == 8
     for relative in built.plots:
         text = (docs / relative).read_text()
         root = ElementTree.fromstring(text)
         assert root.tag.endswith("svg") and float(root.get("width").removesuffix("pt")) > 0
         assert "Pareto frontier" in text and "lora" in text and "prefix_tuning" not in text
-        assert "(1 seed, no interval)" in text  # bitfit has one seed: a hollow marker, no error bar
+        if not relative.endswith("-latency.svg"):  # there bitfit, never timed, is a line
+            assert "(1 seed, no interval)" in text  # bitfit has one seed: a hollow marker, no error bar
     params = (docs / "leaderboard/plots/tiny-alpha-params.svg").read_text()
     assert "baseline (trains nothing)" in params  # zero trainable parameters: a reference line
+
+
+def test_the_latency_plot_is_on_the_page_with_merged_points_and_unmeasured_rows_as_lines(generated):
+    _, docs, built = generated
+    assert "leaderboard/plots/tiny-alpha-latency.svg" in built.plots
+    page = (docs / "leaderboard" / "tiny-alpha.md").read_text()
+    plots = page.split("## Accuracy and cost", 1)[1].split("## Per method", 1)[0]
+    assert "](plots/tiny-alpha-latency.svg)" in plots and "inference latency at batch 1" in plots
+    latency = (docs / "leaderboard/plots/tiny-alpha-latency.svg").read_text()
+    assert "lora (merged)" in latency and "ia3 (merged)" in latency and "baseline (merged)" not in latency
+    assert "bitfit (not measured)" in latency  # a record from before inference was timed
+    results = page.split("## Results", 1)[1].split("## Accuracy and cost", 1)[0]
+    for header in ("load ms", "latency ms", "merged latency ms", "throughput/s", "merged throughput/s"):
+        assert f">{header}<" in results, header
 
 
 def test_method_pages_come_from_the_registry(generated):

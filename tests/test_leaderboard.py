@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import record
 from peftbench.leaderboard import Leaderboard
+from peftbench.leaderboard.report import table_texts
 from peftbench.records import RunRecord
 
 
@@ -233,3 +236,34 @@ def test_curves_frame_has_a_row_per_completed_run_series_and_step_with_the_recor
     assert summary.loc[("validation_accuracy", 10), "mean"] == pytest.approx(0.56)
     assert Leaderboard([record("ia3", 0, 0.7)]).curves_frame().empty
     assert summarise_curves(Leaderboard([]).curves_frame()).empty
+
+
+def test_inference_costs_are_averaged_over_seeds_and_missing_where_a_record_has_none():
+    timed = {"adapter_load_seconds": 0.02, "latency_ms": 4.0, "throughput": 800.0}
+    merged = {"merged_latency_ms": 3.0, "merged_throughput": 1000.0}
+    lora = [record("lora", seed, 0.8) for seed in (0, 1)]
+    for seed, entry in enumerate(lora):
+        entry.costs.update({key: value * (1 + seed) for key, value in {**timed, **merged}.items()})
+    prefix = record("prefix_tuning", 0, 0.7)
+    prefix.costs.update(timed)
+    old = record("ia3", 0, 0.75)  # written before inference was timed
+    board = Leaderboard([*lora, prefix, old])
+    frame = board.to_frame().set_index("method")
+    assert frame.loc["lora", "latency_ms"] == pytest.approx(6.0)
+    assert frame.loc["lora", "merged_throughput"] == pytest.approx(1500.0)
+    assert frame.loc["lora", "adapter_load_seconds"] == pytest.approx(0.03)
+    assert (
+        pd.isna(frame.loc["prefix_tuning", "merged_latency_ms"])
+        and frame.loc["prefix_tuning", "latency_ms"] == 4
+    )
+    assert frame.loc[["ia3"], ["adapter_load_seconds", "latency_ms", "throughput", "merged_latency_ms",
+                               "merged_throughput"]].isna().all(axis=None)  # fmt: skip
+    texts = table_texts(board.to_frame()).set_index("method")
+    assert texts.loc["lora", "latency ms"] == "6.00" and texts.loc["lora", "merged throughput/s"] == "1,500"
+    assert texts.loc["lora", "load ms"] == "30.0" and texts.loc["prefix_tuning", "merged latency ms"] == ""
+    assert texts.loc["ia3", "latency ms"] == texts.loc["ia3", "load ms"] == ""  # missing, not zero
+    csv = pd.read_csv(io.StringIO(board.to_csv())).set_index("method")
+    assert csv.loc["lora", "merged_latency_ms"] == pytest.approx(4.5) and pd.isna(
+        csv.loc["ia3", "latency_ms"]
+    )
+    assert "merged latency ms, merged throughput/s" in board.to_markdown()  # explained in the legend

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -22,24 +24,54 @@ def test_pickled_adapters_are_refused(tmp_path):
         refuse_pickles(tmp_path)
 
 
-def test_every_record_carries_its_costs(tmp_path):
-    data = tmp_path / "d.parquet"
-
+@pytest.fixture(scope="module")
+def lora_and_prefix(tmp_path_factory):
+    """(results folder, leaderboard) of one sweep: lora, prefix tuning and the reference rows."""
+    root = tmp_path_factory.mktemp("costs")
+    data = root / "d.parquet"
     pd.DataFrame(keyword_rows(64, 0)).to_parquet(data)
     board = peftbench.run(
-        model="tiny-gpt2", dataset=str(data), methods="lora", out=tmp_path / "r", progress=False
+        model="tiny-gpt2", dataset=str(data), methods="lora,prefix_tuning", out=root / "r", progress=False
     )
+    return root / "r", board
+
+
+def test_every_record_carries_its_costs(lora_and_prefix):
+    out, board = lora_and_prefix
     record = next(r for r in board.records if r.method == "lora")
     costs = record.costs
     assert costs["train_steps"] == 2 and costs["train_seconds"] > 0
     assert costs["train_tokens_per_second"] > 0 and costs["train_samples_per_second"] > 0
     assert 0.5 < costs["padding_efficiency"] <= 1.0
     assert costs["peak_memory_mb"] > 50 and costs["eval_seconds"] > 0
-    adapter_files = (tmp_path / "r" / record.adapter_path).rglob("*")
+    adapter_files = (out / record.adapter_path).rglob("*")
     assert costs["adapter_bytes"] == sum(f.stat().st_size for f in adapter_files if f.is_file()) > 0
     assert record.train_config["precision"] in {"bf16", "fp32"}  # what "auto" resolved to
     markdown = board.to_markdown()
     assert "tokens/s" in markdown and "peak MB" in markdown and "adapter KB" in markdown
+    assert "latency ms" in markdown and "merged latency ms" in markdown and "load ms" in markdown
+
+
+TIMED = {"latency_ms", "throughput"}
+MERGED = {"merged_latency_ms", "merged_throughput"}
+
+
+def test_final_runs_are_timed_at_inference_merged_where_the_method_merges(lora_and_prefix):
+    _, board = lora_and_prefix
+    costs = {r.method: r.costs for r in board.records}
+    assert set(costs["lora"]) >= TIMED | MERGED  # LoRA folds into the base weights
+    for method in ("prefix_tuning", "baseline", "head_only"):  # cannot merge, or have nothing to merge
+        assert set(costs[method]) >= TIMED and not MERGED & set(costs[method]), method
+    assert not (TIMED | MERGED) & set(costs["majority"])  # a constant: no model to time
+    for method, values in costs.items():
+        assert values["adapter_load_seconds"] >= 0, method
+        timed = (TIMED | MERGED) & set(values)
+        assert all(math.isfinite(values[key]) and values[key] > 0 for key in timed), method
+    frame = board.to_frame().set_index("method")
+    assert frame.loc["lora", "merged_latency_ms"] == pytest.approx(costs["lora"]["merged_latency_ms"])
+    assert frame.loc["lora", "adapter_load_seconds"] == pytest.approx(costs["lora"]["adapter_load_seconds"])
+    assert pd.isna(frame.loc["prefix_tuning", "merged_latency_ms"])
+    assert pd.isna(frame.loc["majority", "latency_ms"])
 
 
 class NanAtEvaluation(HeadProbe):
@@ -86,7 +118,9 @@ def test_execute_run_never_raises_and_saves_only_into_the_folder_it_is_given(key
     from peftbench.runs.spec import make_spec
     from peftbench.settings import sweep_config
 
-    config = sweep_config(model="tiny-gpt2", dataset=str(keyword_dataset), max_steps=1, out=tmp_path)
+    config = sweep_config(
+        model="tiny-gpt2", dataset=str(keyword_dataset), max_steps=1, out=tmp_path, measure_inference=False
+    )
     ctx = build_context(config, LocalExecutor().start("cpu", "fp32"))
     entry = collect_methods().get("lora")
     spec = make_spec(ctx, entry, entry.method.hyperparameters(), seed=0)
@@ -95,6 +129,7 @@ def test_execute_run_never_raises_and_saves_only_into_the_folder_it_is_given(key
     assert record.status == "complete" and (folder / "adapter_model.safetensors").is_file()
     assert record.costs["adapter_bytes"] == sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert record.adapter_path is None  # the store sets it when it keeps the adapter
+    assert record.costs["adapter_load_seconds"] >= 0 and "latency_ms" not in record.costs  # not timed
     assert not (tmp_path / "records").exists() and not (tmp_path / "adapters").exists()
     again = execute_run(ctx, spec, folder)  # the folder exists: saving fails, the run says so
     assert (

@@ -87,6 +87,11 @@ SITE_COLUMNS = [
     ("samples/s", "samples/s", "samples_per_second"),
     ("peak MB", "peak MB", "peak_memory_mb"),
     ("adapter KB", "adapter KB", "adapter_bytes"),
+    ("load ms", "load ms", "adapter_load_seconds"),
+    ("latency ms", "latency ms", "latency_ms"),
+    ("merged latency ms", "merged latency ms", "merged_latency_ms"),
+    ("throughput/s", "throughput/s", "throughput"),
+    ("merged throughput/s", "merged throughput/s", "merged_throughput"),
     ("reload identical", "reload identical", None),
     ("tuned", "tuned", None),
     ("source", "source", None),
@@ -125,7 +130,10 @@ def _plots_block(table: Table, prefix: str = "plots/") -> str:
         "interval as error bars (a hollow marker: one seed, no interval). The dark step line "
         "and rings mark the Pareto frontier: methods no other method beats on both accuracy and "
         "cost. Rows that cost nothing on an axis (the untuned baseline, the majority class) are "
-        "dashed horizontal lines. Failed rows are not plotted.</p>"
+        "dashed horizontal lines, and so are rows not measured on an axis (the majority class has "
+        "no model to time). On the latency plot a half-filled marker, joined to its method's point "
+        "by a dotted line, is the same model with the adapter merged into the base weights. "
+        "Failed rows are not plotted.</p>"
     )
     return "\n\n".join([note, *images])
 

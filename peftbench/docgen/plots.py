@@ -35,12 +35,25 @@ class PlotSpec:
     label: str  # x-axis label
     log: bool  # log-scale x (costs spanning orders of magnitude)
     zero_means: str  # legend note for a row whose cost is zero (drawn as a horizontal line)
+    #: Where a method can also be deployed another way (merged), the frame column of that cost:
+    #: drawn as a half-filled marker joined to the row's own point by a dotted line.
+    alternative: str | None = None
+    alternative_label: str = ""  # legend suffix of the alternative points, e.g. "merged"
 
 
 PLOTS = (
     PlotSpec("params", "trainable_params", "trainable parameters (log scale)", True, "trains nothing"),
     PlotSpec("time", "train_seconds", "training time, seconds (log scale)", True, "no training"),
     PlotSpec("memory", "peak_memory_mb", "peak memory, MB", False, "not measured"),
+    PlotSpec(
+        "latency",
+        "latency_ms",
+        "inference latency at batch 1, ms",
+        False,
+        "not measured",
+        alternative="merged_latency_ms",
+        alternative_label="merged",
+    ),  # fmt: skip
 )
 
 
@@ -103,6 +116,7 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
     cost = done[spec.column].astype(float)
     points = done[cost.notna() & (cost > 0)]
     lines = done[~(cost.notna() & (cost > 0))]
+    alternatives: list[tuple[float, float]] = []
     for row in points.itertuples(index=False):
         colour, marker = styles[str(row.method)]
         interval = float(row.accuracy_ci95)
@@ -119,8 +133,9 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
             label=literal(f"{row.method}" + (" (1 seed, no interval)" if single else "")),
             zorder=3,
         )
+        alternatives += _draw_alternative(axes, row, spec, colour, marker)
     if len(points):
-        _draw_front(axes, points, spec)
+        _draw_front(axes, [*_costs(points, spec.column), *alternatives])
     for row in lines.itertuples(index=False):
         colour, _ = styles[str(row.method)]
         value = getattr(row, spec.column)
@@ -164,10 +179,35 @@ def _label_log_ticks(axes) -> None:
     axes.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
-def _draw_front(axes, points: pd.DataFrame, spec: PlotSpec) -> None:
+def _costs(points: pd.DataFrame, column: str) -> list[tuple[float, float]]:
+    """(cost, accuracy %) of each row that has a positive ``column``."""
+    cost = points[column].astype(float)
+    kept = points[cost.notna() & (cost > 0)]
+    return list(zip(kept[column].astype(float), 100 * kept["accuracy"].astype(float), strict=True))
+
+
+def _draw_alternative(axes, row, spec: PlotSpec, colour: str, marker: str) -> list[tuple[float, float]]:
+    """The row's alternative cost (merged), where it has one, next to its own point in the legend;
+    returns the point drawn (none or one)."""
+    alternative = getattr(row, spec.alternative) if spec.alternative else None
+    if alternative is None or pd.isna(alternative) or not float(alternative) > 0:
+        return []
+    cost, accuracy = float(alternative), 100 * float(row.accuracy)
+    axes.plot(
+        [float(getattr(row, spec.column)), cost], [accuracy, accuracy], linestyle=":", color=colour,
+        linewidth=1, zorder=2,
+    )  # fmt: skip
+    axes.errorbar(
+        [cost], [accuracy], fmt=marker, fillstyle="left", color=colour, markersize=7,
+        label=literal(f"{row.method} ({spec.alternative_label})"), zorder=3,
+    )  # fmt: skip
+    return [(cost, accuracy)]
+
+
+def _draw_front(axes, points: list[tuple[float, float]]) -> None:
     """A step line through the frontier (cheapest first) and a ring around each point on it."""
-    costs = points[spec.column].astype(float).tolist()
-    accuracies = (100 * points["accuracy"].astype(float)).tolist()
+    costs = [cost for cost, _ in points]
+    accuracies = [accuracy for _, accuracy in points]
     front = pareto_front(costs, accuracies)
     xs, ys = [costs[i] for i in front], [accuracies[i] for i in front]
     axes.step(xs, ys, where="post", color="0.25", linewidth=1.2, label="Pareto frontier", zorder=2)

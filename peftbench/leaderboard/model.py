@@ -25,6 +25,11 @@ from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records, run_key
 
+#: Inference costs (``peftbench.inference_cost``), under the record's own keys: absent from records
+#: older than them, from runs not timed and, for the merged ones, from methods that cannot merge.
+INFERENCE_COLUMNS = [
+    "adapter_load_seconds", "latency_ms", "throughput", "merged_latency_ms", "merged_throughput",
+]  # fmt: skip
 RUN_COLUMNS = {
     "model": "string",
     "dataset": "string",
@@ -51,13 +56,14 @@ RUN_COLUMNS = {
     "peak_memory_mb": "Float64",
     "adapter_bytes": "Int64",
     "mfu": "Float64",
+    **dict.fromkeys(INFERENCE_COLUMNS, "Float64"),
     "reload_identical": "boolean",
     "tuned": "string",
     "error": "string",
 }
 COST_COLUMNS = [
     "trainable_params", "total_params", "trainable_percent", "train_seconds", "samples_per_second",
-    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
+    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu", *INFERENCE_COLUMNS,
 ]  # fmt: skip
 FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
@@ -340,6 +346,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "peak_memory_mb": c.get("peak_memory_mb"),
         "adapter_bytes": c.get("adapter_bytes"),
         "mfu": c.get("model_flops_utilisation"),
+        **{column: c.get(column) for column in INFERENCE_COLUMNS},
         "reload_identical": record.reload.get("predictions_identical"),
         "tuned": hp_text(chosen, edge_keys(record.tuning)),
         "tuned_values": dict(chosen),

@@ -24,7 +24,13 @@ LEGEND = (
     f"p: two-level paired bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples), which draws test examples "
     "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
     f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
-    "(grid edge): the tuned value is the end of its search range."
+    "(grid edge): the tuned value is the end of its search range; "
+    "load ms: time to load the saved adapter onto a base model already in memory; "
+    "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
+    "throughput/s: test examples per second at batch 64, likewise; "
+    "merged latency ms, merged throughput/s: the same with the adapter folded into the base weights, "
+    "blank for methods that cannot merge; any other blank cost was not measured (older records, "
+    "--no-inference-timing)."
 )
 
 
@@ -82,6 +88,11 @@ COLUMNS = [
     _numeric("peak MB", "peak_memory_mb", ",.0f"),
     _numeric("MFU %", "mfu", ".1f", 100),
     _numeric("adapter KB", "adapter_bytes", ",.1f", 1 / 1024),
+    _numeric("load ms", "adapter_load_seconds", ",.1f", 1000),
+    _numeric("latency ms", "latency_ms", ",.2f"),
+    _numeric("throughput/s", "throughput", ",.0f"),
+    _numeric("merged latency ms", "merged_latency_ms", ",.2f"),
+    _numeric("merged throughput/s", "merged_throughput", ",.0f"),
     Column(
         "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
     ),

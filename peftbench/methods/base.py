@@ -74,6 +74,8 @@ class Method(ABC):
        model (same seed) and that folder.
     7. **reload check**: the harness evaluates the loaded model on test; its predictions must be
        identical to the trained model's, and the record says whether they were.
+    8. **inference cost**: the harness times the loaded model (latency at batch 1, throughput at
+       batch 64), then ``merge(model)``'s result where the method can merge (optional).
     """
 
     name: ClassVar[str]
@@ -154,6 +156,13 @@ class Method(ABC):
         before the gradients are cleared. Optional, like ``extra_loss``."""
         raise NotImplementedError
 
+    def merge(self, model: nn.Module) -> nn.Module | None:
+        """The loaded model with what the method added folded into the base weights: a plain model
+        that costs what the base model costs to run, for the merged inference figures. ``None``
+        (the default) where the method cannot merge. Called on the loaded model, on the device,
+        after the reload check; it may change ``model``, which is not used afterwards."""
+        return None
+
     def defines(self, hook: str) -> bool:
         """Whether this method defines ``hook`` (``extra_loss`` or ``after_step``) itself."""
         return hook in vars(self) or getattr(type(self), hook) is not getattr(Method, hook)
@@ -174,6 +183,13 @@ class PeftMethod(Method):
 
     def load(self, base_model: nn.Module, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
         return peft.PeftModel.from_pretrained(base_model, str(directory))
+
+    def merge(self, model: nn.Module) -> nn.Module | None:
+        """peft folds weight adapters (LoRA, IA3, AdaLoRA, ...) into the base weights; prompt
+        learning (prefix, prompt tuning) adds virtual tokens to every forward and cannot merge."""
+        if model.active_peft_config.is_prompt_learning:
+            return None
+        return model.merge_and_unload()
 
 
 class TrainableParametersMethod(Method):

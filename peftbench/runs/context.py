@@ -64,6 +64,7 @@ class SweepContext:
     trust_remote_code: bool = False
     progress: bool = True
     curve_points: int = 0  # validation evaluations per run for its learning curve (SweepConfig's)
+    measure_inference: bool = True  # time final runs at inference (peftbench.inference_cost)
 
     @property
     def precision(self) -> str:
@@ -148,4 +149,5 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,
         curve_points=config.curve_points,
+        measure_inference=config.measure_inference,
     )

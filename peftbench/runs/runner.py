@@ -1,4 +1,4 @@
-"""One run, start to finish: prepare, train, evaluate, save, reload, check, record.
+"""One run, start to finish: prepare, train, evaluate, save, reload, check, time inference, record.
 
 The same function runs the baseline, the built-ins and every plugin method; it only ever calls
 the ``Method`` interface, and a run that breaks becomes a ``failed``/``diverged`` record instead
@@ -8,6 +8,7 @@ only writes into the folder it is given.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_memory
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult
+from peftbench.inference_cost import inference_costs
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
 from peftbench.runs.curves import ValidationCurve
@@ -36,8 +38,9 @@ def execute_run(
 
     A ``tune`` run is scored on validation only and saves nothing; a ``final`` run is scored on
     validation and test, saved into ``adapter_dir`` (created here), reloaded onto a fresh base
-    model and checked. ``on_phase`` hears each phase as it starts, so whoever watches a run that
-    dies outright (its process killed) can still say in which phase.
+    model and checked, then timed at inference (unless the sweep says not to). ``on_phase``
+    hears each phase as it starts, so whoever watches a run that dies outright (its process
+    killed) can still say in which phase.
     """
     record = new_record(ctx, spec)
     phase = "prepare"
@@ -79,14 +82,24 @@ def execute_run(
             refuse_pickles(adapter_dir)
             base = ctx.fresh_model(spec.seed)
             torch.manual_seed(spec.seed)  # as before prepare: anything load draws at random is the same
+            start = time.perf_counter()  # the adapter onto a base model in memory, as inference_cost says
             reloaded = spec.method.load(base, adapter_dir, ctx.task, spec.hp)
-            again = ctx.evaluate(ctx.place(reloaded, trained), ctx.test)
+            record.costs["adapter_load_seconds"] = time.perf_counter() - start
+            reloaded = ctx.place(reloaded, trained)
+            again = ctx.evaluate(reloaded, ctx.test)
             record.reload = {
                 "predictions_identical": bool(np.array_equal(test.predictions, again.predictions)),
                 "max_abs_logit_difference": float(np.abs(test.logits - again.logits).max()),
             }
             record.predictions = test.predictions.tolist()
             record.references = ctx.test.labels.tolist()
+            if ctx.measure_inference:  # after the check: merging may change the reloaded model
+                phase = _enter("inference", on_phase)
+                merge = spec.method.merge
+                record.costs.update(
+                    inference_costs(reloaded, merge, ctx.test, ctx.device, ctx.pad_id, ctx.precision)
+                )
+            del reloaded
     except TrainingDiverged as error:
         return record.fail("diverged", str(error), phase)
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
