@@ -40,12 +40,13 @@ def execute_run(
     validation and test, saved into ``adapter_dir`` (created here), reloaded onto a fresh base
     model and checked, then timed at inference (unless the sweep says not to). ``on_phase``
     hears each phase as it starts, so whoever watches a run that dies outright (its process
-    killed) can still say in which phase.
+    killed) can still say in which phase. A complete record says how long each phase took
+    (``<phase>_seconds`` in its costs; training's own figure is ``train_seconds``).
     """
     record = new_record(ctx, spec)
-    phase = "prepare"
+    phases = Phases(on_phase)
     try:
-        phase = _enter("prepare", on_phase)
+        phases.enter("prepare")
         base = ctx.fresh_model(spec.seed)
         # The base model is the same for every seed; what the method adds (LoRA's A, a prefix,
         # prompt embeddings) is initialised from the global generator, so it must follow the seed.
@@ -56,14 +57,14 @@ def execute_run(
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         reset_peak_memory(ctx.device)
-        phase = _enter("train", on_phase)
+        phases.enter("train")
         hooks = _step_hooks(spec, model)
         config, seed, curve = ctx.train_config, spec.seed, ValidationCurve(ctx.curve_points)
         stats = train(
             model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
             curve.checkpoints(ctx, model),
         )  # fmt: skip
-        phase = _enter("evaluate", on_phase)
+        phases.enter("evaluate")
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
         # Tuning runs never touch test, so the choice among them cannot depend on it.
         test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
@@ -71,14 +72,14 @@ def execute_run(
         record.costs = _costs(stats, trainable, total, ctx.device, test)
         record.curves = curve.curves(stats, validation)
         if test is not None:
-            phase = _enter("save", on_phase)
+            phases.enter("save")
             adapter_dir.mkdir(parents=True)
             spec.method.save(model, adapter_dir)
             del model
             record.costs["adapter_bytes"] = sum(
                 f.stat().st_size for f in adapter_dir.rglob("*") if f.is_file()
             )
-            phase = _enter("reload", on_phase)
+            phases.enter("reload")
             refuse_pickles(adapter_dir)
             base = ctx.fresh_model(spec.seed)
             torch.manual_seed(spec.seed)  # as before prepare: anything load draws at random is the same
@@ -94,16 +95,17 @@ def execute_run(
             record.predictions = test.predictions.tolist()
             record.references = ctx.test.labels.tolist()
             if ctx.measure_inference:  # after the check: merging may change the reloaded model
-                phase = _enter("inference", on_phase)
+                phases.enter("inference")
                 merge = spec.method.merge
                 record.costs.update(
                     inference_costs(reloaded, merge, ctx.test, ctx.device, ctx.pad_id, ctx.precision)
                 )
             del reloaded
     except TrainingDiverged as error:
-        return record.fail("diverged", str(error), phase)
+        return record.fail("diverged", str(error), phases.current)
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
-        return record.fail("failed", f"{type(error).__name__}: {error}", phase)
+        return record.fail("failed", f"{type(error).__name__}: {error}", phases.current)
+    record.costs.update(phases.seconds())
     record.status = "complete"
     record.finished_at = now()
     return record
@@ -167,7 +169,28 @@ def _finite(result: EvalResult, split: str) -> EvalResult:
     return result
 
 
-def _enter(phase: str, on_phase: Callable[[str], None] | None) -> str:
-    if on_phase is not None:
-        on_phase(phase)
-    return phase
+class Phases:
+    """The phase a run is in, told to ``on_phase`` as each starts, and the wall time of each."""
+
+    def __init__(self, on_phase: Callable[[str], None] | None = None) -> None:
+        self.on_phase = on_phase
+        self.current = "prepare"
+        self._started = time.perf_counter()
+        self._seconds: dict[str, float] = {}
+
+    def enter(self, phase: str) -> None:
+        self._close()
+        self.current, self._started = phase, time.perf_counter()
+        if self.on_phase is not None:
+            self.on_phase(phase)
+
+    def seconds(self) -> dict[str, float]:
+        """``{"prepare_seconds": ..., "evaluate_seconds": ...}`` for every phase but training,
+        whose time is ``train_seconds`` (learning-curve evaluations and the loop's end excluded)."""
+        self._close()
+        return {f"{phase}_seconds": value for phase, value in self._seconds.items() if phase != "train"}
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        self._seconds[self.current] = self._seconds.get(self.current, 0.0) + now - self._started
+        self._started = now
