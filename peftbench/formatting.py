@@ -74,3 +74,21 @@ def hp_text(values: dict[str, Any], flagged: tuple[str, ...] | list[str] = ()) -
 def p_text(p: float) -> str:
     """A bootstrap p-value as people should read it: 0 resamples against means below 1/1000, not 0."""
     return "p<0.001" if p < 0.0005 else f"p={p:.3f}"
+
+
+def count_text(count: int) -> str:
+    """A parameter count, short: ``950``, ``66.0K``, ``1.2M``, ``7.0B``."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(count) >= size:
+            return f"{count / size:.1f}{suffix}"
+    return str(count)
+
+
+def budget_text(budget: dict[str, Any] | None) -> str:
+    """A record's ``budget`` for a table: ``66.0K of 68.1K`` on budget, ``off budget: 12.3K of
+    68.1K`` where the method could not be sized to it; empty for runs without a budget."""
+    if not isinstance(budget, dict) or budget.get("target") is None:
+        return ""
+    achieved = budget.get("achieved")
+    shown = f"{'?' if achieved is None else count_text(achieved)} of {count_text(budget['target'])}"
+    return shown if budget.get("within") else f"off budget: {shown}"

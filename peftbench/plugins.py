@@ -22,6 +22,7 @@ from peftbench import hookspecs
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.methods.base import ROLES, Method, PeftMethod
 from peftbench.methods.hyperparameters import Hyperparameters, TrainingHyperparameters
+from peftbench.validation import type_name
 
 ENTRY_POINT_GROUP = "peftbench"
 DEFAULT_PLUGINS = (
@@ -272,4 +273,10 @@ def _hyperparameters(method: Method) -> dict:
         )
     hp = method.hyperparameters()
     method.tuning_grid()
+    key = method.size_key
+    if key is not None and (key not in model.model_fields or type_name(model.model_fields[key]) != "int"):
+        raise PeftbenchError(
+            f"its size_key {key!r} is not one of its whole-number hyper-parameters "
+            f"({', '.join(k for k, f in model.model_fields.items() if type_name(f) == 'int') or 'none'})"
+        )
     return hp

@@ -43,6 +43,9 @@ class RunRecord:
     role: str = "method"  # or "baseline" / "reference", from the method's ``role``
     stage: str = "final"  # "tune": a candidate scored on validation only; "final": on test too
     tuning: dict[str, Any] | None = None  # final runs of a tuned sweep: the choice and candidates
+    # Runs of a sweep with --budget: {"asked", "target", "key", "value", "achieved", "within"}, the
+    # size the method was given (``value`` of ``key``, also in ``hyperparameters``) and how close.
+    budget: dict[str, Any] | None = None
     dataset_fingerprint: str = ""
     label_names: list[str] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -277,6 +280,20 @@ def _check_fields(data: dict[str, Any]) -> None:
         raise bad("environment", "an object or null", packages, "'packages'")
     _check_tuning(data.get("tuning"), bad)
     _check_curves(data.get("curves", {}), bad)
+    _check_budget(data.get("budget"), bad)
+
+
+def _check_budget(budget: Any, bad) -> None:
+    """``budget`` is null or an object whose counts are whole numbers (or null) and ``within`` a boolean."""
+    if budget is None:
+        return
+    if not isinstance(budget, dict):
+        raise bad("budget", "an object or null", budget)
+    for key in ("target", "achieved"):
+        if budget.get(key) is not None and not _is_integer(budget[key]):
+            raise bad("budget", "a whole number or null", budget[key], repr(key))
+    if not isinstance(budget.get("within"), bool):
+        raise bad("budget", "true or false", budget.get("within"), "'within'")
 
 
 def _check_tuning(tuning: Any, bad) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from peftbench.budget import Budget, parse_budget
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.precision import Precision
 from peftbench.validation import Real, Refusal, Whole, range_hint, refusal, type_words
@@ -145,6 +146,11 @@ class SweepConfig(_Settings):
         default_factory=dict,
         description="hyper-parameter override, repeatable, e.g. --hp lora.r=16",
         json_schema_extra=cli(metavar="METHOD.KEY=VALUE", repeat=True),
+    )
+    budget: Annotated[Budget | None, BeforeValidator(parse_budget)] = Field(
+        None,
+        description="size every method to this many trainable parameters: a count (70000, 70k, 1.2M) "
+        "or a share of the model's (0.3%)",
     )
     text_column: str | None = Field(None, description="the text column (default: detected)")
     label_column: str | None = Field(None, description="the label column (default: detected)")

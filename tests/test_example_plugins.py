@@ -10,7 +10,9 @@ from conftest import keyword_folder
 from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.methods.base import TaskInfo, TrainingPlan
+from peftbench.models import load_model, load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
+from peftbench.runs.sizing import size_method
 from peftbench.settings import TrainConfig
 from peftbench.train import StepHooks, train
 
@@ -199,3 +201,21 @@ def test_adalora_refuses_a_run_too_short_to_re_allocate_and_a_model_it_has_no_ta
         method.peft_config(distilbert, enough, **{**hp, "target_modules": ["q_lin", "v_lin"]}).total_step
         == 10
     )
+
+
+def test_extra_methods_declare_their_size_and_adalora_is_sized_above_its_target_r(registry):
+    keys = {name: registry.get(name).method.size_key for name in ["bitfit", *EXTRA_METHODS]}
+    assert keys == {
+        "bitfit": None, "loha": "r", "lokr": "r", "dora": "r", "vera": "r",
+        "prompt_tuning": "num_virtual_tokens", "p_tuning": "encoder_hidden_size", "adalora": "init_r",
+    }  # fmt: skip
+    spec = resolve_model("tiny-gpt2")
+    base = load_model(spec, ("bad", "good"), 0, load_tokenizer(spec).pad_token_id)
+    task = TaskInfo(2, ("bad", "good"), (1, 1), TrainingPlan(100, 100, 1.0, 8, "cpu"))
+    adalora = registry.get("adalora").method
+    # init_r must stay above target_r (8 by default): the nearest size it allows, off budget.
+    nearest = size_method(adalora, adalora.hyperparameters(), {}, base, task, target=1000)
+    assert nearest["value"] == 9 and nearest["within"] is False and nearest["achieved"] > 1100
+    lowered = {"target_r": 2}
+    sized = size_method(adalora, adalora.hyperparameters(lowered), lowered, base, task, target=2200)
+    assert sized["within"] is True and 2 < sized["value"] < 8

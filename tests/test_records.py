@@ -123,6 +123,13 @@ BAD_FIELDS = [
     ("finished_at", None, "field 'finished_at' must be a string, got null"),
     ("error", ["x"], "field 'error' must be a string or null, got a list"),
     ("adapter_path", 1, "field 'adapter_path' must be a string or null"),
+    ("budget", "70k", "field 'budget' must be an object or null, got a string"),
+    (
+        "budget",
+        {"target": 1.5, "within": True},
+        "field 'budget' entry 'target' must be a whole number or null",
+    ),
+    ("budget", {"target": 100, "achieved": 90}, "field 'budget' entry 'within' must be true or false"),
     (
         "hyperparameters",
         {"deep": nested(MAX_DEPTH)},
@@ -245,11 +252,12 @@ def test_corrupt_records_are_reported_by_path_and_skipped(tmp_path, content, wor
 def test_records_from_older_writers_without_optional_fields_still_load(tmp_path):
     path = write_record(record("lora", 0, 0.8), tmp_path)
     data = json.loads(path.read_text())
-    for optional in ("references", "tuning", "stage", "notes", "curves"):
+    for optional in ("references", "tuning", "stage", "notes", "curves", "budget"):
         data.pop(optional)
     path.write_text(json.dumps(data))
     (loaded,) = read_records(tmp_path)
     assert loaded.references == [] and loaded.stage == "final" and loaded.curves == {}
+    assert loaded.budget is None
     data.pop("run_id")
     path.write_text(json.dumps(data))
     with pytest.warns(RecordWarning, match="missing fields: run_id"):

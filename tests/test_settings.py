@@ -79,7 +79,8 @@ def test_every_setting_is_a_run_option_with_its_help_and_a_keyword_of_peftbench_
     options, parameters = _run_options(), inspect.signature(peftbench.run).parameters
     assert set(options) == set(setting_fields()) == set(parameters)
     for name, field in setting_fields().items():
-        assert options[name].help.startswith(_cli(field).get("help") or field.description), name
+        shown = options[name].help.replace("%%", "%")  # argparse's escape for a percent sign
+        assert shown.startswith(_cli(field).get("help") or field.description), name
         assert parameters[name].default == field.get_default(call_default_factory=True), name
     # Settings the API lacked before they were declared once (evaluation batch, clipping, logging):
     assert {"eval_batch_size", "max_grad_norm", "log_every"} <= set(parameters) & set(options)

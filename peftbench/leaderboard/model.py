@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from peftbench.formatting import hp_text
+from peftbench.formatting import budget_text, hp_text
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records, run_key
@@ -59,6 +59,7 @@ RUN_COLUMNS = {
     **dict.fromkeys(INFERENCE_COLUMNS, "Float64"),
     "reload_identical": "boolean",
     "tuned": "string",
+    "budget": "string",
     "error": "string",
 }
 COST_COLUMNS = [
@@ -69,7 +70,7 @@ FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
     "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
-    "tuned_values", "hyperparameters", *COST_COLUMNS, "reload_identical", "run_ids", "config",
+    "tuned_values", "hyperparameters", *COST_COLUMNS, "budget", "reload_identical", "run_ids", "config",
     "dataset_fingerprint",
 ]  # fmt: skip
 OBJECT_COLUMNS = ["tuned_values", "hyperparameters"]  # dicts, kept as they are in the records
@@ -172,6 +173,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
         loss=done["loss"].astype(float).mean(),
         validation_accuracy=done["validation_accuracy"].astype(float).mean(),
         tuned=group["tuned"].iloc[0],
+        budget=group["budget"].iloc[0],
         tuned_values=group["tuned_values"].iloc[0],
         hyperparameters=group["hyperparameters"].iloc[0],
         run_ids=sorted(group["run_id"]),
@@ -350,6 +352,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "reload_identical": record.reload.get("predictions_identical"),
         "tuned": hp_text(chosen, edge_keys(record.tuning)),
         "tuned_values": dict(chosen),
+        "budget": budget_text(record.budget),
         "error": record.error,
         "hyperparameters": dict(record.hyperparameters),
     }

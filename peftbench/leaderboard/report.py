@@ -80,6 +80,7 @@ COLUMNS = [
     Column("Δ vs baseline", _delta, "delta_vs_baseline"),
     _numeric("trainable params", "trainable_params", ",.0f"),
     _numeric("trainable %", "trainable_percent", ".3f"),
+    Column("budget", lambda row: row.budget if isinstance(row.budget, str) else ""),
     Column("tuned", lambda row: row.tuned if isinstance(row.tuned, str) else "", untrusted=True),
     _numeric("train s", "train_seconds", ".1f"),
     _numeric("samples/s", "samples_per_second", ".1f"),
@@ -97,8 +98,8 @@ COLUMNS = [
         "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
     ),
 ]
-#: Shown only where some row has a value (MFU is measured on GPUs only).
-OPTIONAL = {"MFU %"}
+#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget).
+OPTIONAL = {"MFU %", "budget"}
 
 
 def table_texts(frame: pd.DataFrame) -> pd.DataFrame:

@@ -94,6 +94,11 @@ class Method(ABC):
     always_run: ClassVar[bool] = False
     #: Values ``--tune`` tries, chosen on validation; ``None``: the learning rate x {1/3, 1, 3}.
     search_space: ClassVar[dict[str, list[Any]] | None] = None
+    #: The whole-number hyper-parameter that scales the method's size (LoRA's ``r``), which
+    #: ``--budget`` sets so that every method trains about as many parameters; ``None`` where the
+    #: size is fixed (IA3's by the modules it rescales): under a budget such a method runs at its
+    #: own size and its record says whether that is on budget.
+    size_key: ClassVar[str | None] = None
     #: Methods that train nothing (the untuned baseline) take no training hyper-parameters.
     trains: ClassVar[bool] = True
 

@@ -16,6 +16,7 @@ class Ia3(PeftMethod):
     name = "ia3"
     description = "Learned vectors rescaling keys, values and feed-forward activations (Liu et al., 2022)."
     search_space = {"learning_rate": [3e-3, 8e-3, 2e-2, 5e-2]}
+    size_key = None  # one vector per target module: its size is fixed by the modules it rescales
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(8e-3)

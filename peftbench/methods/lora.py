@@ -16,6 +16,7 @@ class Lora(PeftMethod):
     name = "lora"
     description = "Low-rank adapters on the attention projections (Hu et al., 2021)."
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    size_key = "r"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-3)

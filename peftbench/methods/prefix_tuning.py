@@ -16,6 +16,7 @@ class PrefixTuning(PeftMethod):
     name = "prefix_tuning"
     description = "Trained key/value prefixes prepended at every attention layer (Li & Liang, 2021)."
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
+    size_key = "num_virtual_tokens"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-2)

@@ -29,6 +29,7 @@ class RunSpec:
     stage: str = "final"
     tuning: dict[str, Any] | None = None  # final runs of a tuned sweep: the choice and its candidates
     label: str = ""  # what progress lines call it, e.g. "lora seed 1"
+    budget: dict[str, Any] | None = None  # under --budget: the size the method was given, and how close
 
     @property
     def method(self):
@@ -43,6 +44,7 @@ def make_spec(
     stage: str = "final",
     tuning: dict[str, Any] | None = None,
     label: str = "",
+    budget: dict[str, Any] | None = None,
 ) -> RunSpec:
     key = run_key(
         {
@@ -60,7 +62,7 @@ def make_spec(
     )
     prefix = "" if stage == "final" else f"{stage}-"
     run_id = f"{entry.method.name}-{prefix}seed{seed}-{key}"
-    return RunSpec(entry, dict(hp), seed, run_id, stage, tuning, label or run_id)
+    return RunSpec(entry, dict(hp), seed, run_id, stage, tuning, label or run_id, budget)
 
 
 def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
@@ -76,6 +78,7 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         role=spec.method.role,
         stage=spec.stage,
         tuning=spec.tuning,
+        budget=spec.budget,
         dataset_fingerprint=ctx.dataset_fingerprint,
         label_names=list(ctx.data.label_names),
         hyperparameters=dict(spec.hp),

@@ -23,6 +23,7 @@ from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
 from peftbench.runs.context import SweepContext, build_context
 from peftbench.runs.executors import Executor, get_executor
+from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore
 from peftbench.settings import SweepConfig
@@ -53,6 +54,7 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
         if method not in {e.method.name for e in entries}:
             registry.get(method)  # unknown names get the list of known ones
             raise PeftbenchError(f"hyper-parameters given for '{method}', which is not in --methods")
+    refuse_conflicts(config.budget, entries, config.hp)
     plan = [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
     for entry, _ in plan if config.tune else ():  # every candidate checked now, rules between keys too
         overrides = config.hp.get(entry.method.name, {})
@@ -69,7 +71,9 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
     try:
         placement = executor.start(config.device, config.train.precision)
         ctx = build_context(config, placement)
-        sweep = _Sweep(config, ctx, store, executor)
+        total, budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
+        sweep = _Sweep(config, ctx, store, executor, budgets)
+        plan = sweep.sized(plan)
         sweep.say(
             f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
             f"on {placement.device} ({ctx.precision})"
@@ -78,6 +82,11 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
             if line:
                 sweep.say(line)
         sweep.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
+        if config.budget:
+            target = config.budget.target(total)
+            sweep.say(f"  budget {config.budget}: {target:,} trainable parameters (the model has {total:,})")
+        for name, budget in budgets.items():
+            sweep.say(budget_line(name, budget))
         # One method at a time in this process; every method at once on a parallel executor.
         for group in [plan] if executor.parallel else [[item] for item in plan]:
             sweep.run_group(group)
@@ -89,16 +98,36 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
 class _Sweep:
     """The state of one sweep while it runs: what is planned, done, and reported."""
 
-    def __init__(self, config: SweepConfig, ctx: SweepContext, store: ResultStore, executor: Executor):
+    def __init__(
+        self,
+        config: SweepConfig,
+        ctx: SweepContext,
+        store: ResultStore,
+        executor: Executor,
+        budgets: dict[str, dict[str, Any]] | None = None,
+    ):
         self.config, self.ctx, self.store, self.executor = config, ctx, store, executor
+        self.budgets = budgets or {}  # method name -> its size under --budget, as records store it
         self.seeds = list(config.seeds)
         self.outcome = SweepOutcome(store.out)
         self.done = 0
         self.planned = 0
 
+    def overrides(self, name: str) -> dict[str, Any]:
+        """The method's ``--hp`` values, and the size ``--budget`` fixed (never tuned)."""
+        budget = self.budgets.get(name) or {}
+        fixed = {budget["key"]: budget["value"]} if budget.get("value") is not None else {}
+        return {**self.config.hp.get(name, {}), **fixed}
+
+    def sized(self, plan: Plan) -> Plan:
+        """The plan with each sized method's hyper-parameters at its budget's size."""
+        sized = {name for name, budget in self.budgets.items() if budget.get("value") is not None}
+        return [(e, e.method.hyperparameters(self.overrides(e.method.name))) if e.method.name in sized
+                else (e, hp) for e, hp in plan]  # fmt: skip
+
     def grid(self, entry: RegisteredMethod) -> dict[str, list[Any]]:
         name = entry.method.name
-        return tuning_grid(entry.method, self.config.hp.get(name)) if self.config.tune else {}
+        return tuning_grid(entry.method, self.overrides(name)) if self.config.tune else {}
 
     def total(self, plan: Plan) -> int:
         self.planned = sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
@@ -116,14 +145,16 @@ class _Sweep:
             name, tuning = entry.method.name, None
             if grids[name]:
                 tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
-                hp = entry.method.hyperparameters({**self.config.hp.get(name, {}), **tuning["chosen"]})
+                hp = entry.method.hyperparameters({**self.overrides(name), **tuning["chosen"]})
                 chosen = tuning["chosen"]
                 self.say(
                     f"  {name}: "
                     + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
                 )
             finals += [
-                make_spec(self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}")
+                make_spec(
+                    self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}", self.budgets.get(name)
+                )
                 for seed in self.seeds
             ]
         self._execute(finals)
@@ -131,7 +162,7 @@ class _Sweep:
 
     def _candidates(self, entry: RegisteredMethod, grid: dict[str, list[Any]]) -> list[RunSpec]:
         """One tuning run per combination of the method's search space, in the grid's order."""
-        name, overrides = entry.method.name, self.config.hp.get(entry.method.name, {})
+        name, overrides = entry.method.name, self.overrides(entry.method.name)
         return [
             make_spec(
                 self.ctx,
@@ -140,6 +171,7 @@ class _Sweep:
                 self.seeds[0],
                 "tune",
                 label=f"{name} tuning {hp_text(combo)}",
+                budget=self.budgets.get(name),
             )
             for combo in candidates(grid)
         ]
@@ -157,9 +189,9 @@ class _Sweep:
                 if existing is None:
                     todo.append(spec)
                     continue
-                if spec.stage == "final" and existing.tuning != spec.tuning:
-                    # The same run, now reached through tuning (or tuned afresh): say so in its record.
-                    existing.tuning = spec.tuning
+                if spec.stage == "final" and (existing.tuning, existing.budget) != (spec.tuning, spec.budget):
+                    # The same run, now reached through tuning or a budget (or afresh): say so in its record.
+                    existing.tuning, existing.budget = spec.tuning, spec.budget
                     self.store.write(existing)
                 records[spec.run_id] = existing
                 self._report(spec, f"skipped, complete record exists ({spec.run_id}.json)")

@@ -86,6 +86,7 @@ class LycorisHyperparameters(TrainingHyperparameters):
 class LoHa(PeftMethod):
     name = "loha"
     description = "Low-rank Hadamard-product adapters (Hyeon-Woo et al., 2022, LyCORIS)."
+    size_key = "r"
     Hyperparameters = LycorisHyperparameters
 
     def peft_config(self, model, task, **hp):
@@ -96,6 +97,7 @@ class LoHa(PeftMethod):
 class LoKr(PeftMethod):
     name = "lokr"
     description = "Low-rank Kronecker-product adapters (Yeh et al., 2023, LyCORIS)."
+    size_key = "r"
     Hyperparameters = LycorisHyperparameters
 
     def peft_config(self, model, task, **hp):
@@ -106,6 +108,7 @@ class LoKr(PeftMethod):
 class DoRA(PeftMethod):
     name = "dora"
     description = "Weight-decomposed LoRA: low-rank direction plus a learned magnitude (Liu et al., 2024)."
+    size_key = "r"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-3)
@@ -129,6 +132,7 @@ class VeRA(PeftMethod):
     description = (
         "Shared frozen random low-rank matrices with trained scaling vectors (Kopiczko et al., 2024)."
     )
+    size_key = "r"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-2)
@@ -143,6 +147,7 @@ class VeRA(PeftMethod):
 class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     description = "Trained soft-prompt embeddings prepended to the input (Lester et al., 2021)."
+    size_key = "num_virtual_tokens"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(3e-2)
@@ -156,6 +161,7 @@ class PromptTuning(PeftMethod):
 class PTuning(PeftMethod):
     name = "p_tuning"
     description = "Soft prompts produced by a small trained MLP encoder (Liu et al., 2021)."
+    size_key = "encoder_hidden_size"  # the encoder MLP holds most of its parameters
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-2)
@@ -188,6 +194,9 @@ class AdaLora(PeftMethod):
     # 1e-2 won on validation accuracy over 1e-3 and 3e-3 (MiniLM x rotten_tomatoes, one epoch): with
     # its singular values starting at zero, AdaLoRA needs a larger step than LoRA to move in an epoch.
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
+    # Every matrix is built with init_r ranks (the cut to target_r masks them, it frees nothing),
+    # so init_r sets the trainable parameters; it must stay above target_r (set that with --hp).
+    size_key = "init_r"
 
     class Hyperparameters(TrainingHyperparameters):
         learning_rate: float = learning_rate_field(1e-2)
