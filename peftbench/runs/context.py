@@ -1,7 +1,7 @@
 """What the runs of one sweep share: the data (tokenised once), the task, the device and precision.
 
-Built once per sweep and handed to every run (to a Ray worker through the object store), so no
-run re-reads or re-tokenises anything.
+Built once per dataset of a sweep, when its turn comes, and handed to every run on it (to a Ray
+worker through the object store), so no run re-reads or re-tokenises anything.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Placement:
 
 @dataclass
 class SweepContext:
-    """Everything shared by the runs of one sweep, loaded and tokenised once."""
+    """Everything shared by the runs of one sweep on one dataset, loaded and tokenised once."""
 
     model_name: str
     model_spec: ModelSpec
@@ -94,11 +94,23 @@ def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: 
         )
 
 
-def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
-    """Load the data and the tokenizer, tokenise every split (or read the cache) once."""
-    data = load_splits(
-        DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
-    )
+def load_datasets(config: SweepConfig) -> dict[str, LabelledSplits]:
+    """Every dataset of the sweep, loaded and checked in order before anything trains, so a typo
+    in the last one costs seconds, not the training of the ones before it."""
+    return {name: _load(config, name) for name in config.dataset}
+
+
+def _load(config: SweepConfig, name: str) -> LabelledSplits:
+    return load_splits(DatasetSpec(name, config.dataset_config, config.text_column, config.label_column))
+
+
+def build_context(
+    config: SweepConfig, placement: Placement, dataset: str | None = None, data: LabelledSplits | None = None
+) -> SweepContext:
+    """Load the tokenizer, tokenise every split of ``dataset`` (default: the sweep's first; its
+    splits loaded unless given as ``data``) or read the cache, once."""
+    dataset = dataset or config.dataset[0]
+    data = data or _load(config, dataset)
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
     _check_model(spec, data.label_names, tokenizer.pad_token_id, config)
@@ -120,7 +132,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
     return SweepContext(
         model_name=config.model,
         model_spec=spec,
-        dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
+        dataset_name=dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
         data=data,
         dataset_fingerprint=data.fingerprint(),
         train=tokenized["train"],

@@ -1,8 +1,10 @@
-"""A sweep: every requested method x seed, plus the reference rows, on one model and dataset.
+"""A sweep: every requested method x seed, plus the reference rows, on one model and each dataset.
 
 Everything that can be checked is checked before any training starts (settings, method names,
-hyper-parameters, output folder, dataset, model and its position limit), so a typo costs
-seconds, not a night. Runs whose complete record already exists are skipped unless ``force``.
+hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
+seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
+all into the same results folder: records name their dataset, and the leaderboard has a table
+per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
@@ -21,7 +23,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
-from peftbench.runs.context import SweepContext, build_context
+from peftbench.runs.context import SweepContext, build_context, load_datasets
 from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore
@@ -33,9 +35,10 @@ Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: its final runs, and those of them that did not complete."""
+    """What a sweep did, over all its datasets: its final runs, and those that did not complete."""
 
     out: Path
+    datasets: list[str] = field(default_factory=list)  # as records name them, in the order they ran
     final_run_ids: list[str] = field(default_factory=list)
     #: This sweep's final runs that failed or diverged, even where the store kept an earlier
     #: complete record of the same run (a failed ``--force`` rerun): the sweep is judged by these.
@@ -62,25 +65,34 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
 
 
 def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
-    """Run the sweep; its records and adapters end up under ``config.out``."""
+    """Run the sweep on each dataset in turn; every record and adapter ends up under ``config.out``."""
     plan = plan_runs(config, registry or collect_methods())
     store = ResultStore(config.out)
+    datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
     executor = get_executor(config.executor, config.ray_address)
     try:
         placement = executor.start(config.device, config.train.precision)
-        ctx = build_context(config, placement)
-        sweep = _Sweep(config, ctx, store, executor)
-        sweep.say(
-            f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
-            f"on {placement.device} ({ctx.precision})"
-        )
-        for line in [placement.description, *(f"  note: {note}" for note in ctx.data.notes)]:
-            if line:
-                sweep.say(line)
-        sweep.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
-        # One method at a time in this process; every method at once on a parallel executor.
-        for group in [plan] if executor.parallel else [[item] for item in plan]:
-            sweep.run_group(group)
+        sweep = _Sweep(config, store, executor, several=len(datasets) > 1)
+        sweep.planned = sweep.total(plan) * len(datasets)
+        for name, data in datasets.items():
+            sweep.ctx = build_context(config, placement, name, data)
+            if name == config.dataset[0]:  # the model is loaded and checked now: say what runs
+                sweep.say(
+                    f"peftbench: {config.model} on {', '.join(datasets)}: {sweep.planned} runs "
+                    f"on {placement.device} ({placement.precision})"
+                )
+                if placement.description:
+                    sweep.say(placement.description)
+            where = "" if data.source == sweep.ctx.dataset_name else f" ({data.source})"
+            sweep.say(f"{sweep.ctx.dataset_name}{where}:")
+            for note in data.notes:
+                sweep.say(f"  note: {note}")
+            cached = sweep.ctx.tokens_from_cache
+            sweep.say(f"  tokens: {'read from the cache' if cached else 'tokenised and cached'}")
+            # One method at a time in this process; every method at once on a parallel executor.
+            for group in [plan] if executor.parallel else [[item] for item in plan]:
+                sweep.run_group(group)
+            sweep.outcome.datasets.append(sweep.ctx.dataset_name)
         return sweep.outcome
     finally:
         executor.close()
@@ -89,8 +101,10 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
 class _Sweep:
     """The state of one sweep while it runs: what is planned, done, and reported."""
 
-    def __init__(self, config: SweepConfig, ctx: SweepContext, store: ResultStore, executor: Executor):
-        self.config, self.ctx, self.store, self.executor = config, ctx, store, executor
+    def __init__(self, config: SweepConfig, store: ResultStore, executor: Executor, several: bool):
+        self.config, self.store, self.executor = config, store, executor
+        self.ctx: SweepContext  # the dataset whose turn it is
+        self.several = several  # progress lines then name the dataset of each run
         self.seeds = list(config.seeds)
         self.outcome = SweepOutcome(store.out)
         self.done = 0
@@ -101,8 +115,12 @@ class _Sweep:
         return tuning_grid(entry.method, self.config.hp.get(name)) if self.config.tune else {}
 
     def total(self, plan: Plan) -> int:
-        self.planned = sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
-        return self.planned
+        """Runs per dataset: every seed of every method, plus its tuning candidates."""
+        return sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
+
+    def on(self, text: str) -> str:
+        """``text``, naming the dataset when the sweep has several."""
+        return f"{text} on {self.ctx.dataset_name}" if self.several else text
 
     def run_group(self, group: Plan) -> None:
         """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
@@ -119,11 +137,11 @@ class _Sweep:
                 hp = entry.method.hyperparameters({**self.config.hp.get(name, {}), **tuning["chosen"]})
                 chosen = tuning["chosen"]
                 self.say(
-                    f"  {name}: "
+                    f"  {self.on(name)}: "
                     + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
                 )
             finals += [
-                make_spec(self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}")
+                make_spec(self.ctx, entry, hp, seed, "final", tuning, self.on(f"{name} seed {seed}"))
                 for seed in self.seeds
             ]
         self._execute(finals)
@@ -139,7 +157,7 @@ class _Sweep:
                 entry.method.hyperparameters({**overrides, **combo}),
                 self.seeds[0],
                 "tune",
-                label=f"{name} tuning {hp_text(combo)}",
+                label=self.on(f"{name} tuning {hp_text(combo)}"),
             )
             for combo in candidates(grid)
         ]
