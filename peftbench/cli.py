@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="print the leaderboard of a results folder")
     board.add_argument("out", nargs="?", default="runs")
     board.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    board.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="per model with 2+ datasets, one row per method over them: mean rank, wins/ties/losses "
+        "and the share of full fine-tuning's gain",
+    )
 
     docs = commands.add_parser("docs", help="generate the site's leaderboard and method pages from records")
     docs.add_argument("--records", default="leaderboard/records", help="run records, in any sub-folder")
@@ -151,7 +157,13 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if not Path(args.out).is_dir():
         raise PeftbenchError(f"results folder '{args.out}' does not exist: pass the --out of a run")
     board = Leaderboard.from_dir(args.out)
-    print(board.to_markdown() if args.format == "markdown" else board.to_csv(), end="")
+    if args.aggregate:
+        from peftbench.leaderboard.report import aggregate_markdown, csv
+
+        frame = board.aggregate()
+        print(aggregate_markdown(frame) if args.format == "markdown" else csv(frame), end="")
+    else:
+        print(board.to_markdown() if args.format == "markdown" else board.to_csv(), end="")
     return 0
 
 

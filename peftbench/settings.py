@@ -9,6 +9,7 @@ its run id); ``SweepConfig`` says what to run, on what, and where the results go
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +80,27 @@ def _method_names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _dataset_names(value: Any) -> tuple[str, ...]:
+    """``"rotten_tomatoes,emotion"`` or ``["rotten_tomatoes", "emotion"]`` (a ``Path`` is one dataset):
+    each dataset once, in order."""
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",")]
+    else:
+        items = [value] if isinstance(value, os.PathLike) or not isinstance(value, Iterable) else value
+        names = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in items]
+    wrong = next((name for name in names if not isinstance(name, str)), None)
+    if wrong is not None:
+        raise PeftbenchError(f"dataset {wrong!r} is not a name or path: pass e.g. --dataset rotten_tomatoes")
+    if not [name for name in names if name]:
+        raise PeftbenchError("no dataset given: pass one or more, e.g. --dataset rotten_tomatoes,emotion")
+    if "" in names:
+        raise PeftbenchError("an empty dataset name in --dataset: separate datasets with single commas")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise PeftbenchError(f"dataset '{twice}' is named twice in --dataset: name each dataset once")
+    return tuple(names)
+
+
 def _seeds(value: Any) -> tuple[int, ...]:
     """``"0,1,2"``, ``[0, 1, 2]`` or ``3`` (one seed): non-negative, below 2**32, each once."""
     if isinstance(value, str):
@@ -130,8 +152,13 @@ class SweepConfig(_Settings):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str = Field("gpt2", description="Hub id, local folder or alias (minilm, tiny-gpt2, gpt2-random)")
-    dataset: str = Field("rotten_tomatoes", description="Hub id, mirror name, folder or file")
-    dataset_config: str | None = Field(None, description="dataset configuration, e.g. sst2 for glue")
+    dataset: Annotated[tuple[str, ...], BeforeValidator(_dataset_names)] = Field(
+        ("rotten_tomatoes",),
+        description="Hub id, mirror name, folder or file; comma-separated for several, run in turn",
+    )
+    dataset_config: str | None = Field(
+        None, description="dataset configuration, e.g. sst2 for glue (one dataset only)"
+    )
     methods: Annotated[tuple[str, ...], BeforeValidator(_method_names)] = Field(
         ("lora",), description="comma-separated method names"
     )
@@ -152,8 +179,8 @@ class SweepConfig(_Settings):
         description="size every method to this many trainable parameters: a count (70000, 70k, 1.2M) "
         "or a share of the model's (0.3%)",
     )
-    text_column: str | None = Field(None, description="the text column (default: detected)")
-    label_column: str | None = Field(None, description="the label column (default: detected)")
+    text_column: str | None = Field(None, description="the text column of each dataset (default: detected)")
+    label_column: str | None = Field(None, description="the label column of each dataset (default: detected)")
     device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda if present)")
     out: Path = Field(Path("runs"), description="results folder (records/ and adapters/)")
     force: bool = Field(False, description="rerun runs that already have a complete record")
@@ -197,6 +224,16 @@ class SweepConfig(_Settings):
         if isinstance(count, numbers.Integral) and not isinstance(count, bool) and count >= 1:
             data = {**data, "seeds": range(count)}
         return data
+
+    @model_validator(mode="after")
+    def _one_dataset_config(self) -> SweepConfig:
+        """A configuration names a variant of one dataset (glue's sst2), so it cannot apply to several."""
+        if self.dataset_config is not None and len(self.dataset) > 1:
+            raise PeftbenchError(
+                f"--dataset-config applies to one dataset, not to {len(self.dataset)}: run a dataset "
+                "that needs a configuration in its own sweep (into the same --out)"
+            )
+        return self
 
 
 def setting_fields() -> dict[str, FieldInfo]:

@@ -138,6 +138,43 @@ def test_every_method_of_the_records_is_in_its_table_with_per_seed_values_and_se
     assert "[Full table, plots and per-seed values](tiny-beta.md)" in index
 
 
+def test_a_model_on_two_datasets_gets_the_page_across_them_linked_from_the_index(generated):
+    _, docs, built = generated
+    assert "leaderboard/aggregate.md" in built.pages
+    page = (docs / "leaderboard" / "aggregate.md").read_text()
+    assert page.startswith("# Across datasets\n") and "## tiny over alpha, beta" in page
+    # the same ranks on alpha and beta: lora 81, bitfit 75, ia3 71, baseline 50; no full_finetune
+    for rank, method in enumerate(("lora", "bitfit", "ia3", "baseline (baseline)"), start=1):
+        assert f'<td>{method}</td><td data-sort="2">2 of 2</td><td data-sort="{rank}">{rank}.00 [' in page
+    assert "prefix_tuning" not in page  # failed everywhere: no result to aggregate
+    assert '<a href="../tiny-alpha/#m-lora">81.00</a>' in page and "<td>missing</td>" in page
+    index = (docs / "leaderboard" / "index.md").read_text()
+    assert "[Across datasets](aggregate.md)" in index
+
+
+def test_the_page_across_datasets_is_in_the_built_site(generated, tmp_path):
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    records, _, _ = generated
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    build_site(records, docs)
+    site = tmp_path / "site"
+    build(load_config(str(ROOT / "mkdocs.yml"), docs_dir=str(docs), site_dir=str(site), strict=True))
+    across = (site / "leaderboard" / "aggregate" / "index.html").read_text()
+    assert "Across datasets" in across and 'href="../tiny-alpha/#m-lora"' in across
+    assert 'href="../leaderboard/aggregate/"' in (site / "quickstart" / "index.html").read_text()  # the nav
+
+
+def test_one_dataset_per_model_has_no_page_across_datasets(tmp_path):
+    records = tmp_path / "records"
+    write_record(synthetic("alpha", "lora", 0, 80), records)
+    built = build_site(records, tmp_path / "docs")
+    assert "leaderboard/aggregate.md" not in built.pages
+    assert "aggregate.md" not in (tmp_path / "docs" / "leaderboard" / "index.md").read_text()
+
+
 def test_plots_are_valid_svg_with_the_frontier_and_without_failed_rows(generated):
     _, docs, built = generated
     assert len(built.plots) == 8

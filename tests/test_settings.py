@@ -7,6 +7,7 @@ import inspect
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import peftbench
@@ -119,6 +120,9 @@ def test_new_settings_reach_the_record_and_every_training_setting_is_recorded(tm
         (["--num-seeds", "0"], "setting num_seeds=0 is out of range: use at least 1"),
         (["--curve-points", "-1"], "setting curve_points=-1 is out of range: use at least 0"),
         (["--hp", "lora.r=4", "--hp", "lora.r=8"], "hyper-parameter 'lora.r' is given twice: give it once"),
+        (["--dataset", "emotion,emotion"], "dataset 'emotion' is named twice in --dataset"),
+        (["--dataset", "emotion,,imdb"], "an empty dataset name in --dataset"),
+        (["--dataset", "emotion,imdb", "--dataset-config", "x"], "--dataset-config applies to one dataset"),
     ],
 )
 def test_contradictory_or_repeated_settings_are_one_line(tmp_path, capsys, argv, words):
@@ -166,3 +170,31 @@ def test_a_new_setting_is_one_field(monkeypatch):
     assert config.train.model_dump()["label_smoothing"] == 0.1 and config.train.epochs == 2.0
     with pytest.raises(PeftbenchError, match="training setting label_smoothing=2 is out of range"):
         sweep_config(label_smoothing=2)
+
+
+def test_several_datasets_parse_like_the_command_line_and_keep_their_order():
+    from pathlib import Path
+
+    assert sweep_config(dataset="rotten_tomatoes, emotion").dataset == ("rotten_tomatoes", "emotion")
+    assert sweep_config(dataset=["emotion", Path("/data/a,b")]).dataset == ("emotion", "/data/a,b")
+    assert sweep_config(dataset=Path("/data/x")).dataset == ("/data/x",)  # a path is one dataset
+    assert sweep_config().dataset == ("rotten_tomatoes",)
+    assert sweep_config(dataset="glue", dataset_config="sst2").dataset_config == "sst2"
+    with pytest.raises(PeftbenchError, match="dataset 3 is not a name or path"):
+        sweep_config(dataset=[3])
+
+
+def test_column_names_apply_to_every_dataset_and_a_missing_one_names_its_dataset(tmp_path):
+    from peftbench.runs.context import load_datasets
+
+    first, second = write_keyword_csv(tmp_path / "a.csv"), write_keyword_csv(tmp_path / "b.csv", rows=40)
+    for path in (first, second):
+        renamed = pd.read_csv(path).rename(columns={"text": "sentence", "label": "y"})
+        renamed.to_csv(path, index=False)
+    config = sweep_config(dataset=[first, second], text_column="sentence", label_column="y")
+    loaded = load_datasets(config)
+    assert list(loaded) == [str(first), str(second)]
+    assert [len(data.train) + len(data.validation) + len(data.test) for data in loaded.values()] == [60, 40]
+    pd.read_csv(second).rename(columns={"y": "target"}).to_csv(second, index=False)
+    with pytest.raises(PeftbenchError, match="b.csv"):
+        load_datasets(config)

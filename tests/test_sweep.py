@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 import peftbench
-from conftest import keyword_folder, keyword_rows, registered
+from conftest import keyword_folder, keyword_rows, registered, write_keyword_csv
 from fake_plugins import FaultyPlugin, HeadProbePlugin
 from peftbench.batching import tokenize_split
 from peftbench.cli import main
@@ -210,3 +210,38 @@ def test_a_sweep_reads_the_base_model_once_and_records_what_loading_per_run_did(
         assert record.run_id == old.run_id and record.predictions == old.predictions
         assert record.metrics == pytest.approx(old.metrics, abs=1e-6)
         assert record.reload == pytest.approx(old.reload, abs=1e-6)
+
+
+def test_a_sweep_over_two_datasets_runs_each_in_turn_into_one_folder(tmp_path, capsys):
+    from peftbench.runs.sweep import run_sweep
+    from peftbench.settings import sweep_config
+
+    folder = keyword_folder(tmp_path / "words", train=64, validation=16, test=16)
+    csv = write_keyword_csv(tmp_path / "words.csv", rows=60)
+    config = sweep_config(model="tiny-gpt2", dataset=f"{folder},{csv}", methods="lora", max_steps=2,
+                          references=False, out=tmp_path / "runs")  # fmt: skip
+    outcome = run_sweep(config)
+    err = capsys.readouterr().err
+    assert outcome.datasets == [str(folder), str(csv)] and len(outcome.final_run_ids) == 2
+    records = read_records(outcome.out)
+    assert sorted(r.dataset for r in records) == sorted([str(folder), str(csv)])
+    assert all(r.status == "complete" for r in records)
+    assert err.startswith(f"peftbench: tiny-gpt2 on {folder}, {csv}: 2 runs on cpu")
+    assert f"[1/2] lora seed 0 on {folder}: accuracy" in err
+    assert f"[2/2] lora seed 0 on {csv}: accuracy" in err
+    frame = Leaderboard(records).to_frame()
+    assert sorted(frame["dataset"]) == sorted([str(folder), str(csv)])  # one table per dataset
+    (row,) = Leaderboard(records).aggregate().itertuples()
+    assert (row.method, row.datasets, row.mean_rank) == ("lora", 2, 1.0)
+
+
+def test_a_bad_second_dataset_fails_before_anything_trains(tmp_path, monkeypatch):
+    from peftbench.runs import sweep as sweep_module
+
+    folder = keyword_folder(tmp_path / "words", train=64, validation=16, test=16)
+    monkeypatch.setattr(sweep_module, "build_context", lambda *args: pytest.fail("a context was built"))
+    out = tmp_path / "runs"
+    with pytest.raises(peftbench.PeftbenchError, match="dataset path '.*missing' does not exist"):
+        peftbench.run(model="tiny-gpt2", dataset=[folder, tmp_path / "missing"], methods="lora",
+                      max_steps=2, out=out, progress=False)  # fmt: skip
+    assert not list(out.glob("records/*.json"))

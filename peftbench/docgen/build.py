@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftbench.docgen import leaderboard_pages, method_pages
+from peftbench.docgen import aggregate_page, leaderboard_pages, method_pages
 from peftbench.docgen.curve_plots import render_curve_plots
 from peftbench.docgen.markup import is_generated
 from peftbench.docgen.plots import render_plots
@@ -23,6 +23,7 @@ from peftbench.records import read_records
 LEADERBOARD_DIR = "leaderboard"
 METHODS_DIR = "methods"
 PLOTS_DIR = "plots"
+AGGREGATE_PAGE = f"{aggregate_page.PAGE}.md"
 
 
 @dataclass
@@ -52,11 +53,16 @@ def build_site(
             "that 'peftbench run --out' writes"
         )
     registry = registry or collect_methods()
-    tables = leaderboard_pages.split_tables(Leaderboard(records))
     known = set(registry.names())
     result = SiteBuild(records=len(records))
 
-    texts = {f"{LEADERBOARD_DIR}/index.md": leaderboard_pages.index_page(tables)}
+    board = Leaderboard(records)
+    tables = leaderboard_pages.split_tables(board)
+    across = aggregate_page.aggregate_page(board.aggregate(), tables)
+    index = leaderboard_pages.index_page(tables, AGGREGATE_PAGE if across else None)
+    texts = {f"{LEADERBOARD_DIR}/index.md": index}
+    if across:
+        texts[f"{LEADERBOARD_DIR}/{AGGREGATE_PAGE}"] = across
     for table in tables:
         texts[f"{LEADERBOARD_DIR}/{table.slug}.md"] = leaderboard_pages.table_page(table, known)
     texts.update(method_pages.pages(registry, tables))

@@ -50,7 +50,7 @@ class Table:
 def split_tables(board: Leaderboard) -> list[Table]:
     """The board's (model, dataset) tables, each with a unique file-name slug."""
     frame, curves = board.to_frame(), board.curves_frame()
-    tables, used = [], {"index"}  # leaderboard/index.md is the front page
+    tables, used = [], {"index", "aggregate"}  # the front page and the page across datasets
     for (model, dataset), group in frame.groupby(GROUP, sort=True):
         name = slug(f"{model}-{dataset}")
         while name in used:
@@ -245,8 +245,9 @@ def table_page(table: Table, known_methods: Collection[str]) -> str:
     )
 
 
-def index_page(tables: list[Table]) -> str:
-    """The leaderboard's front page: every table in short, linking to its full page."""
+def index_page(tables: list[Table], across: str | None = None) -> str:
+    """The leaderboard's front page: every table in short, linking to its full page (and to the
+    page ``across`` datasets, where there is one)."""
     intro = (
         "<p>One table per (model, dataset). Every method was trained and evaluated by the same "
         "harness on the same splits; accuracy is the mean over seeds with a 95% Student-t "
@@ -257,6 +258,11 @@ def index_page(tables: list[Table]) -> str:
     )
     regenerate = f"Regenerate these pages from the committed records:\n\n```bash\n{REGENERATE}\n```"
     blocks = [intro, regenerate]
+    if across:
+        blocks.append(
+            f"[Across datasets]({across}): per model with results on two or more datasets, each "
+            "method's mean rank, wins, ties and losses, and share of full fine-tuning's gain."
+        )
     for table in tables:
         blocks += [
             f"## {escape(table.title, 'markdown')}",

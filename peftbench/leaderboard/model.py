@@ -119,6 +119,13 @@ class Leaderboard:
         """One row per method configuration and (model, dataset), best mean accuracy first."""
         return self._frame.copy()
 
+    def aggregate(self) -> pd.DataFrame:
+        """Per model with results on 2+ datasets, one row per method: mean rank (with a seed- and
+        test-example-bootstrap interval), wins/ties/losses, share of full fine-tuning's gain."""
+        from peftbench.leaderboard.aggregate import aggregate
+
+        return aggregate(self)
+
     def to_markdown(self) -> str:
         """A Markdown table per (model, dataset), formatted for people (and terminals)."""
         from peftbench.leaderboard.report import markdown
@@ -181,11 +188,11 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
     )
     for column in COST_COLUMNS:
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
-    row["_correct"] = _correctness(records)
+    row["_correct"] = correctness(records)
     return row
 
 
-def _correctness(records: list[RunRecord]) -> np.ndarray | None:
+def correctness(records: list[RunRecord]) -> np.ndarray | None:
     """Per completed seed and test example, 1 if the prediction was right (None if unknown)."""
     rows = [
         np.asarray(r.predictions) == np.asarray(r.references)

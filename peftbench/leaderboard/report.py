@@ -1,7 +1,8 @@
 """The leaderboard for people: the columns every table shows, as Markdown (terminal) and CSV.
 
 ``COLUMNS`` is the one definition of what a leaderboard table shows and how each value is
-written; the terminal table here and the site's tables (``peftbench.docgen``) both use it.
+written, ``aggregate_texts`` the same for the view over datasets; the terminal tables here and
+the site's (``peftbench.docgen``) both use them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import escape, number, p_text
+from peftbench.leaderboard.aggregate import CEILING, RANK_RESAMPLES
 from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
 
@@ -130,9 +132,64 @@ def markdown(frame: pd.DataFrame) -> str:
 def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
     """Every column of the frame; dicts and lists (per-seed values, run ids) as JSON text."""
     frame = frame.copy()
-    for column in ("accuracy_per_seed", "tuned_values", "hyperparameters", "run_ids"):
+    for column in frame.columns[frame.map(lambda value: isinstance(value, dict | list)).any()]:
         frame[column] = frame[column].map(lambda value: json.dumps(value, default=_plain, sort_keys=True))
     return frame.to_csv(path, index=False)
+
+
+AGGREGATE_LEGEND = (
+    "A method's row on a dataset is its configuration with the best validation accuracy. "
+    "mean rank: its rank by mean test accuracy on each dataset it ran on (1 is best; ties share "
+    "the average rank), averaged over those datasets; a method missing on a dataset is not ranked "
+    "there and nothing is imputed. [interval]: 2.5-97.5 percentiles of the mean rank when each "
+    "dataset's test examples (the same for every method) and each method's seeds are resampled "
+    f"({RANK_RESAMPLES:,} times) and ranked again: the noise within these datasets, not how a "
+    "method would rank on others. W/T/L: wins, ties and losses against each other method on each "
+    f"dataset, by the two-level paired bootstrap (significant: p < {SIGNIFICANCE}). gain share: "
+    f"(method - baseline) / ({CEILING} - baseline) on each dataset, the share of full fine-tuning's "
+    "gain over the untuned baseline the method recovers, averaged over the datasets that have both."
+)
+
+
+def aggregate_texts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The plain (unescaped) text of one model's rows of ``Leaderboard.aggregate()``: a column
+    per dataset with the method's test accuracy there, or ``missing``."""
+    datasets = list(frame["accuracy_per_dataset"].iloc[0]) if len(frame) else []
+    rows = []
+    for row in frame.itertuples(index=False):
+        wtl = f"{row.wins}/{row.ties}/{row.losses}" + (f" ({row.untested} untested)" if row.untested else "")
+        gain = number(row.gain_share, ".1f", 100) or "missing"
+        if gain != "missing" and row.gain_share_datasets < row.datasets_total:
+            gain += f" ({row.gain_share_datasets} of {row.datasets_total})"
+        rank = f"{row.mean_rank:.2f} [{row.mean_rank_low:.2f}, {row.mean_rank_high:.2f}]"
+        texts = {
+            "method": row.method + ("" if row.role == "method" else f" ({row.role})"),
+            "datasets": f"{row.datasets} of {row.datasets_total}",
+            "mean rank [95% interval]": rank,
+            "W/T/L": wtl,
+            "gain share %": gain,
+        }
+        for dataset in datasets:
+            accuracy, label = row.accuracy_per_dataset[dataset], row.label_per_dataset[dataset]
+            shown = number(accuracy, ".2f", 100) or "missing"
+            texts[f"{dataset} %"] = shown + (f" ({label})" if label not in (None, row.method) else "")
+        rows.append(texts)
+    return pd.DataFrame(rows)
+
+
+def aggregate_markdown(frame: pd.DataFrame) -> str:
+    """A Markdown table per model over its datasets, readable in a terminal as it is."""
+    if frame.empty:
+        return "No model has results on two or more datasets: nothing to aggregate."
+    parts = []
+    for model, group in frame.groupby("model", sort=False):
+        datasets = ", ".join(group["accuracy_per_dataset"].iloc[0])
+        parts.append(f"### {escape(model, 'table')} over {escape(datasets, 'table')}\n")
+        texts = aggregate_texts(group).map(lambda text: escape(text, "table"))
+        texts.columns = [escape(column, "table") for column in texts.columns]
+        parts += [texts.to_markdown(index=False, disable_numparse=True), ""]
+    parts.append(AGGREGATE_LEGEND)
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def _plain(value: Any) -> Any:

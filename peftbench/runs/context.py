@@ -1,12 +1,14 @@
 """What the runs of one sweep share: the data (tokenised once), the base model (read once), the
 task, the device and precision.
 
-Built once per sweep and handed to every run (to a Ray worker through the object store), so no
-run re-reads or re-tokenises anything: each run trains a copy of the base model the context holds.
+Built once per dataset of a sweep, when its turn comes, and handed to every run on it (to a Ray
+worker through the object store), so no run re-reads or re-tokenises anything: each run trains a
+copy of the base model the context holds.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +46,7 @@ class Placement:
 
 @dataclass
 class SweepContext:
-    """Everything shared by the runs of one sweep, loaded and tokenised once."""
+    """Everything shared by the runs of one sweep on one dataset, loaded and tokenised once."""
 
     model_name: str
     model_spec: ModelSpec
@@ -65,6 +67,7 @@ class SweepContext:
     progress: bool = True
     curve_points: int = 0  # validation evaluations per run for its learning curve (SweepConfig's)
     measure_inference: bool = True  # time final runs at inference (peftbench.inference_cost)
+    seconds: dict[str, float] = field(default_factory=dict)  # building it: "load model", "tokenise"
 
     @property
     def precision(self) -> str:
@@ -107,20 +110,35 @@ def _load_base(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: Sw
     return model
 
 
-def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
-    """Load the data, the tokenizer and the base model, tokenise every split (or read the cache) once."""
-    data = load_splits(
-        DatasetSpec(config.dataset, config.dataset_config, config.text_column, config.label_column)
-    )
+def load_datasets(config: SweepConfig) -> dict[str, LabelledSplits]:
+    """Every dataset of the sweep, loaded and checked in order before anything trains, so a typo
+    in the last one costs seconds, not the training of the ones before it."""
+    return {name: _load(config, name) for name in config.dataset}
+
+
+def _load(config: SweepConfig, name: str) -> LabelledSplits:
+    return load_splits(DatasetSpec(name, config.dataset_config, config.text_column, config.label_column))
+
+
+def build_context(
+    config: SweepConfig, placement: Placement, dataset: str | None = None, data: LabelledSplits | None = None
+) -> SweepContext:
+    """Load the tokenizer, tokenise every split of ``dataset`` (default: the sweep's first; its
+    splits loaded unless given as ``data``) or read the cache, once."""
+    dataset = dataset or config.dataset[0]
+    data = data or _load(config, dataset)
+    started = time.perf_counter()
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
     base_model = _load_base(spec, data.label_names, tokenizer.pad_token_id, config)
+    loaded = time.perf_counter()
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     tokenized, hits = {}, {}
     for name in ("train", "validation", "test"):
         tokenized[name], hits[name] = cached_tokenize(
             tokenizer, getattr(data, name), config.train.max_length, tokenizer_key
         )
+    seconds = {"load model": loaded - started, "tokenise": time.perf_counter() - loaded}
     counts = np.bincount(data.train.labels, minlength=data.num_labels)
     train_config = config.train.model_copy(update={"precision": placement.precision})
     plan = TrainingPlan(
@@ -133,7 +151,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
     return SweepContext(
         model_name=config.model,
         model_spec=spec,
-        dataset_name=config.dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
+        dataset_name=dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
         data=data,
         dataset_fingerprint=data.fingerprint(),
         train=tokenized["train"],
@@ -150,4 +168,5 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         progress=config.progress,
         curve_points=config.curve_points,
         measure_inference=config.measure_inference,
+        seconds=seconds,
     )

@@ -1,8 +1,10 @@
-"""A sweep: every requested method x seed, plus the reference rows, on one model and dataset.
+"""A sweep: every requested method x seed, plus the reference rows, on one model and each dataset.
 
 Everything that can be checked is checked before any training starts (settings, method names,
-hyper-parameters, output folder, dataset, model and its position limit), so a typo costs
-seconds, not a night. Runs whose complete record already exists are skipped unless ``force``.
+hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
+seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
+all into the same results folder: records name their dataset, and the leaderboard has a table
+per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
@@ -13,6 +15,7 @@ dependency between them allows.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
-from peftbench.runs.context import SweepContext, build_context
+from peftbench.runs.context import Placement, SweepContext, build_context, load_datasets
 from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
@@ -34,13 +37,17 @@ Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: its final runs, and those of them that did not complete."""
+    """What a sweep did, over all its datasets: its final runs, and those that did not complete."""
 
     out: Path
+    datasets: list[str] = field(default_factory=list)  # as records name them, in the order they ran
     final_run_ids: list[str] = field(default_factory=list)
     #: This sweep's final runs that failed or diverged, even where the store kept an earlier
     #: complete record of the same run (a failed ``--force`` rerun): the sweep is judged by these.
     incomplete: list[RunRecord] = field(default_factory=list)
+    #: Where the setup time went ("load data", "load model", "tokenise"), summed over datasets;
+    #: each run's own phases are in its record (``train_seconds``, ``evaluate_seconds``, ...).
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
@@ -64,32 +71,24 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
 
 
 def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
-    """Run the sweep; its records and adapters end up under ``config.out``."""
+    """Run the sweep on each dataset in turn; every record and adapter ends up under ``config.out``."""
     plan = plan_runs(config, registry or collect_methods())
     store = ResultStore(config.out)
+    started = time.perf_counter()
+    datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
+    loaded = time.perf_counter() - started
     executor = get_executor(config.executor, config.ray_address)
     try:
         placement = executor.start(config.device, config.train.precision)
-        ctx = build_context(config, placement)
-        total, budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
-        sweep = _Sweep(config, ctx, store, executor, budgets)
-        plan = sweep.sized(plan)
-        sweep.say(
-            f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
-            f"on {placement.device} ({ctx.precision})"
-        )
-        for line in [placement.description, *(f"  note: {note}" for note in ctx.data.notes)]:
-            if line:
-                sweep.say(line)
-        sweep.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
-        if config.budget:
-            target = config.budget.target(total)
-            sweep.say(f"  budget {config.budget}: {target:,} trainable parameters (the model has {total:,})")
-        for name, budget in budgets.items():
-            sweep.say(budget_line(name, budget))
-        # One method at a time in this process; every method at once on a parallel executor.
-        for group in [plan] if executor.parallel else [[item] for item in plan]:
-            sweep.run_group(group)
+        sweep = _Sweep(config, store, executor, several=len(datasets) > 1)
+        sweep.outcome.seconds["load data"] = loaded
+        for name, data in datasets.items():
+            ctx = build_context(config, placement, name, data)
+            sized = sweep.start_dataset(ctx, plan, placement, len(datasets))
+            # One method at a time in this process; every method at once on a parallel executor.
+            for group in [sized] if executor.parallel else [[item] for item in sized]:
+                sweep.run_group(group)
+            sweep.outcome.datasets.append(sweep.ctx.dataset_name)
         return sweep.outcome
     finally:
         executor.close()
@@ -98,20 +97,43 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
 class _Sweep:
     """The state of one sweep while it runs: what is planned, done, and reported."""
 
-    def __init__(
-        self,
-        config: SweepConfig,
-        ctx: SweepContext,
-        store: ResultStore,
-        executor: Executor,
-        budgets: dict[str, dict[str, Any]] | None = None,
-    ):
-        self.config, self.ctx, self.store, self.executor = config, ctx, store, executor
-        self.budgets = budgets or {}  # method name -> its size under --budget, as records store it
+    def __init__(self, config: SweepConfig, store: ResultStore, executor: Executor, several: bool):
+        self.config, self.store, self.executor = config, store, executor
+        self.ctx: SweepContext  # the dataset whose turn it is
+        self.several = several  # progress lines then name the dataset of each run
+        self.budgets: dict[str, dict[str, Any]] = {}  # method -> its size on this dataset (--budget)
         self.seeds = list(config.seeds)
         self.outcome = SweepOutcome(store.out)
         self.done = 0
         self.planned = 0
+
+    def start_dataset(self, ctx: SweepContext, plan: Plan, placement: Placement, datasets: int) -> Plan:
+        """Make ``ctx``'s dataset the current one, size the methods for it (``--budget``) and say
+        what runs; returns the plan at those sizes."""
+        self.ctx, config, data = ctx, self.config, ctx.data
+        for step, seconds in ctx.seconds.items():
+            self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
+        total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
+        sized = self.sized(plan)
+        if not self.planned:  # the first dataset: the model is loaded, checked and sized now
+            self.planned = self.total(sized) * datasets
+            self.say(
+                f"peftbench: {config.model} on {', '.join(config.dataset)}: {self.planned} runs "
+                f"on {placement.device} ({placement.precision})"
+            )
+            if placement.description:
+                self.say(placement.description)
+        where = "" if data.source == ctx.dataset_name else f" ({data.source})"
+        self.say(f"{ctx.dataset_name}{where}:")
+        for note in data.notes:
+            self.say(f"  note: {note}")
+        self.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
+        if config.budget:
+            target = config.budget.target(total)
+            self.say(f"  budget {config.budget}: {target:,} trainable parameters (the model has {total:,})")
+        for method, budget in self.budgets.items():
+            self.say(budget_line(method, budget))
+        return sized
 
     def overrides(self, name: str) -> dict[str, Any]:
         """The method's ``--hp`` values, and the size ``--budget`` fixed (never tuned)."""
@@ -130,8 +152,12 @@ class _Sweep:
         return tuning_grid(entry.method, self.overrides(name)) if self.config.tune else {}
 
     def total(self, plan: Plan) -> int:
-        self.planned = sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
-        return self.planned
+        """Runs per dataset: every seed of every method, plus its tuning candidates."""
+        return sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
+
+    def on(self, text: str) -> str:
+        """``text``, naming the dataset when the sweep has several."""
+        return f"{text} on {self.ctx.dataset_name}" if self.several else text
 
     def run_group(self, group: Plan) -> None:
         """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
@@ -148,13 +174,20 @@ class _Sweep:
                 hp = entry.method.hyperparameters({**self.overrides(name), **tuning["chosen"]})
                 chosen = tuning["chosen"]
                 self.say(
-                    f"  {name}: "
+                    f"  {self.on(name)}: "
                     + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
                 )
             finals += [
                 make_spec(
-                    self.ctx, entry, hp, seed, "final", tuning, f"{name} seed {seed}", self.budgets.get(name)
-                )
+                    self.ctx,
+                    entry,
+                    hp,
+                    seed,
+                    "final",
+                    tuning,
+                    self.on(f"{name} seed {seed}"),
+                    self.budgets.get(name),
+                )  # fmt: skip
                 for seed in self.seeds
             ]
         self._execute(finals)
@@ -170,7 +203,7 @@ class _Sweep:
                 entry.method.hyperparameters({**overrides, **combo}),
                 self.seeds[0],
                 "tune",
-                label=f"{name} tuning {hp_text(combo)}",
+                label=self.on(f"{name} tuning {hp_text(combo)}"),
                 budget=self.budgets.get(name),
             )
             for combo in candidates(grid)
