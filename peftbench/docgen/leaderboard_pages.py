@@ -18,7 +18,8 @@ from peftbench.docgen.markup import Cell, cell, definition_table, html_table, me
 from peftbench.docgen.plots import PLOTS, plot_files
 from peftbench.formatting import escape, hp_text, number
 from peftbench.leaderboard import Leaderboard
-from peftbench.leaderboard.model import GROUP, edge_keys
+from peftbench.leaderboard.configurations import edge_keys
+from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.report import LEGEND, table_texts
 from peftbench.records import RunRecord
 
