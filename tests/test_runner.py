@@ -44,6 +44,9 @@ def test_every_record_carries_its_costs(lora_and_prefix):
     assert costs["train_tokens_per_second"] > 0 and costs["train_samples_per_second"] > 0
     assert 0.5 < costs["padding_efficiency"] <= 1.0
     assert costs["peak_memory_mb"] > 50 and costs["eval_seconds"] > 0
+    phases = ("prepare", "evaluate", "save", "reload", "inference")
+    assert all(costs[f"{phase}_seconds"] > 0 for phase in phases)  # where the run's time went
+    assert costs["evaluate_seconds"] >= costs["eval_seconds"]  # validation and test, test alone
     adapter_files = (out / record.adapter_path).rglob("*")
     assert costs["adapter_bytes"] == sum(f.stat().st_size for f in adapter_files if f.is_file()) > 0
     assert record.train_config["precision"] in {"bf16", "fp32"}  # what "auto" resolved to

@@ -223,6 +223,8 @@ def test_a_sweep_over_two_datasets_runs_each_in_turn_into_one_folder(tmp_path, c
     outcome = run_sweep(config)
     err = capsys.readouterr().err
     assert outcome.datasets == [str(folder), str(csv)] and len(outcome.final_run_ids) == 2
+    assert set(outcome.seconds) == {"load data", "load model", "tokenise"}  # over both datasets
+    assert all(seconds > 0 for seconds in outcome.seconds.values())
     records = read_records(outcome.out)
     assert sorted(r.dataset for r in records) == sorted([str(folder), str(csv)])
     assert all(r.status == "complete" for r in records)
