@@ -54,6 +54,7 @@ class SweepContext:
     tokens_from_cache: bool = False
     trust_remote_code: bool = False
     progress: bool = True
+    parameter_count: int = 0  # the base model's, before any method adds to it
 
     @property
     def precision(self) -> str:
@@ -82,9 +83,10 @@ class SweepContext:
         return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
 
 
-def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> None:
+def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> int:
     """Load the model once, before anything is tokenised: a model that cannot load, or cannot
-    take ``max_length`` tokens, is one clear error now instead of one failed record per run."""
+    take ``max_length`` tokens, is one clear error now instead of one failed record per run.
+    Returns its parameter count (what deciding how many runs share a device needs)."""
     model = load_model(spec, labels, 0, pad_id, config.trust_remote_code)
     limit, asked = position_limit(model), config.train.max_length
     if limit is not None and asked > limit:
@@ -92,6 +94,7 @@ def _check_model(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: 
             f"--max-length {asked} is more than model '{config.model}' takes: it has {limit} "
             f"positions; use --max-length {limit} or less"
         )
+    return sum(p.numel() for p in model.parameters())
 
 
 def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
@@ -101,7 +104,7 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
     )
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
-    _check_model(spec, data.label_names, tokenizer.pad_token_id, config)
+    parameter_count = _check_model(spec, data.label_names, tokenizer.pad_token_id, config)
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     tokenized, hits = {}, {}
     for name in ("train", "validation", "test"):
@@ -134,4 +137,5 @@ def build_context(config: SweepConfig, placement: Placement) -> SweepContext:
         tokens_from_cache=all(hits.values()),
         trust_remote_code=config.trust_remote_code,
         progress=config.progress,
+        parameter_count=parameter_count,
     )

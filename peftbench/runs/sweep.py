@@ -65,16 +65,17 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
     """Run the sweep; its records and adapters end up under ``config.out``."""
     plan = plan_runs(config, registry or collect_methods())
     store = ResultStore(config.out)
-    executor = get_executor(config.executor, config.ray_address)
+    executor = get_executor(config.executor, config.ray_address, config.runs_per_device)
     try:
         placement = executor.start(config.device, config.train.precision)
         ctx = build_context(config, placement)
         sweep = _Sweep(config, ctx, store, executor)
+        sharing = executor.share_devices(ctx)
         sweep.say(
             f"peftbench: {config.model} on {config.dataset} ({ctx.data.source}), {sweep.total(plan)} runs "
             f"on {placement.device} ({ctx.precision})"
         )
-        for line in [placement.description, *(f"  note: {note}" for note in ctx.data.notes)]:
+        for line in [placement.description, sharing, *(f"  note: {note}" for note in ctx.data.notes)]:
             if line:
                 sweep.say(line)
         sweep.say(f"  tokens: {'read from the cache' if ctx.tokens_from_cache else 'tokenised and cached'}")
