@@ -210,6 +210,13 @@ class SweepConfig(_Settings):
     ray_address: str | None = Field(
         None, description="Ray cluster to join (default: $RAY_ADDRESS, else start one)"
     )
+    runs_per_device: Whole | None = Field(
+        None,
+        ge=1,
+        strict=True,
+        description="runs that execute at the same time on each device (default: chosen from the "
+        "model's size and the free memory; 1 on the CPU)",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training settings")
 
     @model_validator(mode="before")

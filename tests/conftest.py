@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -144,6 +145,16 @@ def record(method: str, seed: int, accuracy: float, status="complete", role="met
         reload={"predictions_identical": True},
         **extra,
     )
+
+
+def sharing_context(device: str, parameters: int = 124_000_000):
+    """What deciding how many runs share a device reads from a sweep context (GPT-2 small's size)."""
+    import torch
+
+    from peftbench.settings import TrainConfig
+
+    config = TrainConfig()
+    return SimpleNamespace(device=torch.device(device), train_config=config, parameter_count=parameters)
 
 
 def snapshot(out: Path) -> dict[str, bytes]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -145,3 +148,22 @@ class FaultyPlugin:
     def register_methods(self, register):
         register(ExplodingMethod())
         register(NanMethod())
+
+
+class SuddenDeath(HeadProbe):
+    """SIGKILLs its own process in the first training step, as the OOM killer or a segfault would;
+    only ever a worker process (``--runs-per-device``), never the test's own."""
+
+    name = "sudden_death"
+    description = "Kills the worker process running it."
+
+    def prepare(self, model, task, hp):
+        model = super().prepare(model, task, hp)
+        classification_head(model).register_forward_hook(_die_in_a_worker)
+        return model
+
+
+def _die_in_a_worker(*_):
+    if multiprocessing.parent_process() is None:
+        raise RuntimeError("sudden_death only kills worker processes, never the test process")
+    os.kill(os.getpid(), signal.SIGKILL)

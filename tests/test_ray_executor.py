@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import peftbench
-from conftest import keyword_folder, registered, snapshot
+from conftest import keyword_folder, registered, sharing_context, snapshot
 from fake_plugins import HeadProbe
 from peftbench import Method, hookimpl
 from peftbench.methods.lora import Lora
@@ -19,6 +19,7 @@ from peftbench.models import classification_head
 from peftbench.records import RecordWarning, read_records
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'peftbench[ray]'")
+from peftbench.runs.ray_executor import RayExecutor, task_resources  # noqa: E402  (needs Ray)
 
 TESTS = Path(__file__).resolve().parent
 IN_RAY_WORKER = "PEFTBENCH_TEST_IN_RAY_WORKER"  # set for the cluster's workers only, never in pytest
@@ -209,3 +210,25 @@ def test_reference_rows_whose_adapter_is_an_empty_folder_complete_on_ray(cluster
         assert record.status == "complete", record.error
         assert (tmp_path / record.adapter_path).is_dir() and record.reload["predictions_identical"]
     assert list((tmp_path / records["baseline"].adapter_path).iterdir()) == []
+
+
+def test_runs_sharing_a_gpu_each_ask_ray_for_a_fraction_of_it():
+    assert task_resources("cuda", 1, 1) == {"num_gpus": 1, "num_cpus": 1}
+    assert task_resources("cuda", 2, 1) == {"num_gpus": 0.5, "num_cpus": 1}
+    assert 3 * task_resources("cuda", 3, 1)["num_gpus"] <= 1  # three such tasks fit on one GPU
+    assert task_resources("cpu", 1, 2) == {"num_cpus": 2}
+    asked = RayExecutor(runs_per_device=4)
+    assert asked.share_devices(sharing_context("cuda")) == "  4 runs at a time on each GPU"
+    assert asked.resources == {"num_gpus": 0.25, "num_cpus": 1}
+    automatic = RayExecutor()
+    automatic._free_memory = 24 * 10**9  # as the probe on a GPU worker measured it
+    assert automatic.share_devices(sharing_context("cuda")) == "  4 runs at a time on each GPU"
+    assert automatic.resources == {"num_gpus": 0.25, "num_cpus": 1}
+
+
+def test_on_a_cluster_without_gpus_each_run_keeps_its_cpu():
+    executor = RayExecutor(runs_per_device=2)
+    executor.resources = task_resources("cpu", 1, 1)
+    line = executor.share_devices(sharing_context("cpu"))
+    assert line == "  1 CPU per run (--runs-per-device applies to GPUs)"
+    assert executor.resources == {"num_cpus": 1} and executor.runs == 1

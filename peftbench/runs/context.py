@@ -68,6 +68,7 @@ class SweepContext:
     curve_points: int = 0  # validation evaluations per run for its learning curve (SweepConfig's)
     measure_inference: bool = True  # time final runs at inference (peftbench.inference_cost)
     seconds: dict[str, float] = field(default_factory=dict)  # building it: "load model", "tokenise"
+    parameter_count: int = 0  # the base model's, before any method adds to it
 
     @property
     def precision(self) -> str:
@@ -132,6 +133,7 @@ def build_context(
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
     base_model = _load_base(spec, data.label_names, tokenizer.pad_token_id, config)
     loaded = time.perf_counter()
+    parameter_count = sum(p.numel() for p in base_model.parameters())
     tokenizer_key = tokenizer_fingerprint(tokenizer)
     tokenized, hits = {}, {}
     for name in ("train", "validation", "test"):
@@ -169,4 +171,5 @@ def build_context(
         curve_points=config.curve_points,
         measure_inference=config.measure_inference,
         seconds=seconds,
+        parameter_count=parameter_count,
     )

@@ -2,8 +2,9 @@
 
 An executor only decides where the runs of a batch execute and hands back, as each finishes, its
 record and the folder its adapter was staged in; the sweep decides everything else and the
-results store keeps the results. ``local`` runs them in this process, in order; ``ray`` (an
-optional extra, imported only when asked for) makes each run a Ray task.
+results store keeps the results. ``local`` runs them in this process, in order, or with
+``--runs-per-device N`` N at a time in worker processes; ``ray`` (an optional extra, imported
+only when asked for) makes each run a Ray task.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext
 from peftbench.runs.runner import execute_run
+from peftbench.runs.sharing import describe_sharing, free_memory, runs_per_device
 from peftbench.runs.spec import RunSpec
 from peftbench.runs.store import ResultStore
+from peftbench.runs.worker_processes import WorkerProcesses, refuse_inside_worker
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "Ray is not installed: pip install 'peftbench[ray]'"
@@ -34,8 +37,15 @@ class Executor(Protocol):
     #: True when the runs of a batch execute at the same time: the sweep then batches every
     #: method's tuning candidates together, then every final run, instead of one method at a time.
     parallel: bool
+    #: How many runs share each device, as ``share_devices`` decided (1 until it has).
+    runs: int
 
     def start(self, device: str | None, precision: str) -> Placement: ...
+
+    def share_devices(self, ctx: SweepContext) -> str:
+        """Decide how many runs share each device, now that the model is known (before any run,
+        and before ``parallel`` is read); returns the progress line that says so."""
+        ...
 
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
         """Execute ``specs``; yield each as it finishes, whatever the order. Never raises for a run."""
@@ -45,17 +55,36 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """In this process, one run after another, in the order given (the default)."""
+    """On this machine's one device: in this process, one run after another in the order given
+    (the default on the CPU), or ``runs_per_device`` at a time in worker processes."""
 
     name = "local"
-    parallel = False
+
+    def __init__(self, runs_per_device: int | None = None) -> None:
+        self.asked = runs_per_device  # None: chosen from the model's size and the free memory
+        self.runs = 1
+        self._workers: WorkerProcesses | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.runs > 1
 
     def start(self, device: str | None, precision: str) -> Placement:
         picked = pick_device(device)
         enable_tf32(picked)
         return Placement(picked, resolve_precision(precision, picked), describe_environment(picked))
 
+    def share_devices(self, ctx: SweepContext) -> str:
+        self.runs = runs_per_device(self.asked, ctx, free_memory(ctx.device))
+        return describe_sharing(self.runs, str(ctx.device))
+
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
+        if self.runs > 1:
+            if self._workers is None or self._workers.ctx is not ctx:
+                self.close()
+                self._workers = WorkerProcesses(ctx, self.runs)
+            yield from self._workers.run(specs, store)
+            return
         for spec in specs:
             staged = store.staging(spec.run_id)
             try:
@@ -66,15 +95,20 @@ class LocalExecutor:
             yield spec, record, staged
 
     def close(self) -> None:
-        pass
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
 
-def get_executor(name: str = "local", ray_address: str | None = None) -> Executor:
+def get_executor(
+    name: str = "local", ray_address: str | None = None, runs_per_device: int | None = None
+) -> Executor:
     """The executor called ``name``; raises a one-line error for an unknown name or a missing extra."""
+    refuse_inside_worker()
     if name == "local":
         if ray_address:
             raise PeftbenchError("--ray-address is only used with --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(runs_per_device)
     if name == "ray":
         try:
             import ray  # noqa: F401  (checked here so the error names the extra to install)
@@ -82,5 +116,5 @@ def get_executor(name: str = "local", ray_address: str | None = None) -> Executo
             raise PeftbenchError(RAY_MISSING) from None
         from peftbench.runs.ray_executor import RayExecutor
 
-        return RayExecutor(address=ray_address)
+        return RayExecutor(address=ray_address, runs_per_device=runs_per_device)
     raise UnknownNameError(f"unknown executor '{name}'; known executors: {', '.join(EXECUTORS)}")

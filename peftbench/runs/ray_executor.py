@@ -1,4 +1,5 @@
-"""The Ray executor: each run is a Ray task on one GPU of the cluster (one CPU where it has no GPUs).
+"""The Ray executor: each run is a Ray task on a share of one GPU of the cluster (one CPU where it
+has no GPUs): ``1/N`` of a GPU for ``--runs-per-device N``, so N runs share each GPU.
 
 Imported only for ``--executor ray``, so Ray stays an optional extra.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -39,8 +41,10 @@ from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext
 from peftbench.runs.runner import execute_run
+from peftbench.runs.sharing import describe_sharing, free_memory, runs_per_device
 from peftbench.runs.spec import RunSpec, lost_record
 from peftbench.runs.store import ResultStore
+from peftbench.runs.workers import WorkerResult, first_line, read_files, unpack_files, worker_context
 from peftbench.version import __version__
 
 #: Driver settings that decide what a run sees, passed on to the workers of a cluster we start
@@ -56,14 +60,6 @@ FORWARDED_ENV = (
 PHASE_TIMEOUT_S = 10  # how long to wait for the phase board's answer about a dead worker
 
 
-@dataclasses.dataclass
-class WorkerResult:
-    """What a task sends back: the record, and the saved adapter as {relative path: bytes}."""
-
-    record: RunRecord
-    adapter_files: dict[str, bytes] | None  # None: the run saved no adapter folder
-
-
 @ray.remote(max_retries=0)
 def _probe(device_type: str, precision: str) -> dict[str, Any]:
     """Resolve the precision where runs will execute (the driver may have no GPU at all)."""
@@ -72,6 +68,7 @@ def _probe(device_type: str, precision: str) -> dict[str, Any]:
         "precision": resolve_precision(precision, device),
         "peftbench": __version__,
         "environment": _environment(device),  # described where it runs: the driver may lack CUDA
+        "free_memory": free_memory(device),  # of the GPU runs will share: the automatic runs per GPU
     }
 
 
@@ -90,20 +87,18 @@ class PhaseBoard:
 
 
 @ray.remote(max_retries=0)  # a run whose worker died is recorded as failed, not silently rerun
-def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandle) -> WorkerResult:
+def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandle, runs: int) -> WorkerResult:
     torch.set_num_threads(_assigned_cpus())  # as many threads as CPUs Ray gave this task
     device = torch.device(ctx.device.type)  # "cuda" is the GPU Ray assigned to this task
     enable_tf32(device)
     scratch = Path(tempfile.mkdtemp(prefix="peftbench-ray-"))
     try:
-        here = dataclasses.replace(
-            ctx,
-            device=device,
-            environment=_environment(device),
-            **{name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")},
-        )
+        sharing = {"runs_per_device": runs} if runs > 1 else {}
+        here = worker_context(ctx, device, {**_environment(device), **sharing})
+        splits = {name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")}
+        here = dataclasses.replace(here, **splits)
         record = execute_run(here, spec, scratch / "adapter", on_phase=_reporter(board, spec))
-        return WorkerResult(record, _read_files(scratch / "adapter"))
+        return WorkerResult(record, read_files(scratch / "adapter"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -114,10 +109,15 @@ class RayExecutor:
     name = "ray"
     parallel = True
 
-    def __init__(self, address: str | None = None, cpus_per_task: float = 1) -> None:
+    def __init__(
+        self, address: str | None = None, cpus_per_task: float = 1, runs_per_device: int | None = None
+    ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_task = cpus_per_task
-        self._resources: dict[str, float] = {}
+        self.asked = runs_per_device  # None: chosen from the model's size and a GPU's free memory
+        self.runs = 1
+        self.resources: dict[str, float] = {}  # what each run's task asks Ray for
+        self._free_memory: int | None = None  # of a GPU, as a worker measured it
         self._started = False  # whether this executor connected, and so must disconnect
         self._shared: tuple[SweepContext, ray.ObjectRef] | None = None
         self._board: ray.actor.ActorHandle | None = None
@@ -127,35 +127,41 @@ class RayExecutor:
         cluster = ray.cluster_resources()
         gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 0)
         device_type = _device_type(device, gpus)
-        if device_type == "cuda":
-            self._resources = {"num_gpus": 1, "num_cpus": 1}
-        else:
-            self._resources = {"num_cpus": self.cpus_per_task}
+        self.resources = task_resources(device_type, 1, self.cpus_per_task)
         self._board = PhaseBoard.remote()
-        probe = _get(_probe.options(**self._resources).remote(device_type, precision))
+        probe = _get(_probe.options(**self.resources).remote(device_type, precision))
         if probe["peftbench"] != __version__:
             raise PeftbenchError(
                 f"Ray workers run peftbench {probe['peftbench']} but this driver runs {__version__}: "
                 "install the same version on every node"
             )
+        self._free_memory = probe["free_memory"]
         where = (
             "the Ray cluster this program joined"
             if not self._started
             else self.address or "a local Ray cluster"
         )
-        each = "one GPU" if device_type == "cuda" else f"{self.cpus_per_task:g} CPU"
-        description = f"  executor: ray on {where} ({gpus:g} GPUs, {cpus:g} CPUs), {each} per run"
+        description = f"  executor: ray on {where} ({gpus:g} GPUs, {cpus:g} CPUs)"
         device_obj = torch.device(device_type)
         return Placement(device_obj, probe["precision"], probe["environment"], description)
+
+    def share_devices(self, ctx: SweepContext) -> str:
+        if ctx.device.type != "cuda":  # one run per reserved CPU: sharing one would only split it
+            self.runs = 1
+            note = " (--runs-per-device applies to GPUs)" if (self.asked or 1) > 1 else ""
+            return f"  {self.cpus_per_task:g} CPU per run{note}"
+        self.runs = runs_per_device(self.asked, ctx, self._free_memory)
+        self.resources = task_resources("cuda", self.runs, self.cpus_per_task)
+        return describe_sharing(self.runs, "each GPU")
 
     def run(
         self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore
     ) -> Iterator[tuple[RunSpec, RunRecord, Path | None]]:
         if not specs:
             return
-        task = _run_on_worker.options(**self._resources)
+        task = _run_on_worker.options(**self.resources)
         shared = self._share(ctx)
-        pending = {task.remote(shared, spec, self._board): spec for spec in specs}
+        pending = {task.remote(shared, spec, self._board, self.runs): spec for spec in specs}
         try:
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -182,7 +188,7 @@ class RayExecutor:
             ray.init(address=self.address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
         except Exception as error:  # ConnectionError, a bad address, a version mismatch, ...
             where = self.address or "a local Ray cluster"
-            raise PeftbenchError(f"could not start or join {where}: {_first_line(error)}") from error
+            raise PeftbenchError(f"could not start or join {where}: {first_line(error)}") from error
         self._started = True
 
     def _share(self, ctx: SweepContext) -> ray.ObjectRef:
@@ -199,14 +205,14 @@ class RayExecutor:
             result = ray.get(ref)
         except RayTaskError as error:  # raised by the task outside the run, e.g. a plugin not installed
             cause = error.cause if isinstance(error.cause, BaseException) else error
-            message = f"{type(cause).__name__}: {_first_line(cause)}"
+            message = f"{type(cause).__name__}: {first_line(cause)}"
             return lost_record(ctx, spec, message, "setup on a Ray worker"), None
         except RayError as error:  # the worker process or its node died: killed, out of memory, ...
-            message = f"{type(error).__name__}: the Ray worker died mid-run ({_first_line(error)})"
+            message = f"{type(error).__name__}: the Ray worker died mid-run ({first_line(error)})"
             return lost_record(ctx, spec, message, f"{self._last_phase(spec)} on a Ray worker"), None
         staged = store.staging(spec.run_id)
         try:
-            _unpack(result.adapter_files, staged)
+            unpack_files(result.adapter_files, staged)
         except OSError as error:
             return result.record.fail(
                 "failed", f"{type(error).__name__}: {error}", "save on the driver"
@@ -219,6 +225,14 @@ class RayExecutor:
         except RayError:
             phase = None
         return phase or "an unknown phase"
+
+
+def task_resources(device_type: str, runs: int, cpus_per_task: float) -> dict[str, float]:
+    """What each run's task asks Ray for: ``1/runs`` of a GPU (rounded down to Ray's 0.0001 steps,
+    so ``runs`` tasks fit on one GPU) and one CPU; or CPUs alone on a cluster without GPUs."""
+    if device_type != "cuda":
+        return {"num_cpus": cpus_per_task}
+    return {"num_gpus": 1 if runs == 1 else math.floor(10_000 / runs) / 10_000, "num_cpus": 1}
 
 
 def _device_type(requested: str | None, gpus: float) -> str:
@@ -268,25 +282,3 @@ def _assigned_cpus() -> int:
 
 def _environment(device: torch.device) -> dict[str, Any]:
     return {**describe_environment(device), "executor": "ray", "node": ray.util.get_node_ip_address()}
-
-
-def _read_files(folder: Path) -> dict[str, bytes] | None:
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
-
-
-def _unpack(files: dict[str, bytes] | None, folder: Path) -> None:
-    """Recreate the adapter folder a worker sent (``None``: it saved none) as ``folder``."""
-    if files is None:
-        return
-    folder.mkdir(parents=True)
-    for relative, blob in files.items():
-        target = folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blob)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]

@@ -48,6 +48,7 @@ class SweepOutcome:
     #: Where the setup time went ("load data", "load model", "tokenise"), summed over datasets;
     #: each run's own phases are in its record (``train_seconds``, ``evaluate_seconds``, ...).
     seconds: dict[str, float] = field(default_factory=dict)
+    runs_per_device: int = 1  # how many runs shared each device
 
 
 def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
@@ -77,7 +78,7 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
     started = time.perf_counter()
     datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
     loaded = time.perf_counter() - started
-    executor = get_executor(config.executor, config.ray_address)
+    executor = get_executor(config.executor, config.ray_address, config.runs_per_device)
     try:
         placement = executor.start(config.device, config.train.precision)
         sweep = _Sweep(config, store, executor, several=len(datasets) > 1)
@@ -115,14 +116,17 @@ class _Sweep:
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
         total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
         sized = self.sized(plan)
+        sharing = self.executor.share_devices(ctx)  # before ``parallel`` is read for this dataset
+        self.outcome.runs_per_device = self.executor.runs
         if not self.planned:  # the first dataset: the model is loaded, checked and sized now
             self.planned = self.total(sized) * datasets
             self.say(
                 f"peftbench: {config.model} on {', '.join(config.dataset)}: {self.planned} runs "
                 f"on {placement.device} ({placement.precision})"
             )
-            if placement.description:
-                self.say(placement.description)
+            for line in (placement.description, sharing):
+                if line:
+                    self.say(line)
         where = "" if data.source == ctx.dataset_name else f" ({data.source})"
         self.say(f"{ctx.dataset_name}{where}:")
         for note in data.notes:
