@@ -22,12 +22,14 @@ if [[ "${1:-}" == "--dry-run" ]]; then
     BENCH_ARGS=(--device cpu --train-samples 128)
     SWEEP_ARGS=(--max-steps 2)
     SHARED_RUNS=2 # the CPU default is 1: ask for sharing so the dry run takes that path too
+    LIMITS=(900 900 900 900) # a slow CI machine is not what the dry run checks
 else
     OUT="${GPU_CHECK_OUT:-benchmarks/results}"
     DEVICE=cuda MODEL=gpt2-random SEEDS=3
     BENCH_ARGS=()
     SWEEP_ARGS=()
     SHARED_RUNS="" # peftbench's own choice for this card
+    LIMITS=(90 180 100 100) # seconds per part: under 8 minutes in all
     if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
         echo "no CUDA GPU here: run with --dry-run for the CPU plumbing check" >&2
         exit 2
@@ -66,8 +68,8 @@ part() { # part NAME SECONDS COMMAND...: run with a time limit, log it, note a f
     fi
 } >"$RESULTS"
 
-# 1. The CUDA paths (under a minute). Limits: 90 + 180 + 100 + 100 s, under 8 minutes in all.
-part gpu-tests 90 "$PY" -m pytest tests/test_gpu.py -m gpu -q -rA -p no:cacheprovider
+# 1. The CUDA paths (under a minute).
+part gpu-tests "${LIMITS[0]}" "$PY" -m pytest tests/test_gpu.py -m gpu -q -rA -p no:cacheprovider
 {
     echo "## Tests marked gpu"
     echo
@@ -80,13 +82,13 @@ part gpu-tests 90 "$PY" -m pytest tests/test_gpu.py -m gpu -q -rA -p no:cachepro
 # 2. Engine against HF Trainer (two to four minutes on one H100).
 echo "## Engine against HF Trainer (a) and (b)" >>"$RESULTS"
 echo >>"$RESULTS"
-part engines 180 "$PY" benchmarks/gpu_benchmark.py --model "$MODEL" --append "$RESULTS" "${BENCH_ARGS[@]}"
+part engines "${LIMITS[1]}" "$PY" benchmarks/gpu_benchmark.py --model "$MODEL" --append "$RESULTS" "${BENCH_ARGS[@]}"
 
 # 3. The default sweep, timed: runs sharing the device, then one at a time (fresh folders each).
 sweep=(--model "$MODEL" --device "$DEVICE" --methods lora,ia3,prefix_tuning --num-seeds "$SEEDS" --tune)
-part sweep-shared 100 "$PY" benchmarks/timed_sweep.py "${sweep[@]}" "${SWEEP_ARGS[@]}" \
+part sweep-shared "${LIMITS[2]}" "$PY" benchmarks/timed_sweep.py "${sweep[@]}" "${SWEEP_ARGS[@]}" \
     ${SHARED_RUNS:+--runs-per-device "$SHARED_RUNS"} --append "$RESULTS"
-part sweep-one-at-a-time 100 "$PY" benchmarks/timed_sweep.py "${sweep[@]}" "${SWEEP_ARGS[@]}" \
+part sweep-one-at-a-time "${LIMITS[3]}" "$PY" benchmarks/timed_sweep.py "${sweep[@]}" "${SWEEP_ARGS[@]}" \
     --runs-per-device 1 --append "$RESULTS"
 
 echo "results: $RESULTS" >&2
