@@ -32,9 +32,11 @@ from peftbench.settings import sweep_config  # noqa: E402
 RUN_PHASES = {
     "prepare": "prepare_seconds",
     "training": "train_seconds",
+    "learning-curve evaluations": "curve_eval_seconds",
     "evaluation": "evaluate_seconds",
     "save": "save_seconds",
     "reload and check": "reload_seconds",
+    "inference timing": "inference_seconds",
 }
 
 
@@ -99,7 +101,7 @@ def report(args, outcome, records, wall: float, imported: float) -> str:
         f"Wall time {wall:.1f} s for {len(records)} runs ({tuning} tuning) on {where}; "
         f"{len(outcome.incomplete)} final run(s) incomplete.",
         "",
-        "| where | seconds | share of wall |",
+        "| where | seconds | share of the sweep's wall time |",
         "|---|---:|---:|",
     ]
     for name, seconds in [*rows, *run_rows]:
