@@ -8,6 +8,16 @@ from typing import Any
 from peftbench.formatting import hp_text
 from peftbench.records import RunRecord, run_key
 
+#: The columns that name a run in every per-run frame (pandas dtypes): its table, its row, itself.
+RUN_IDENTITY = {
+    "model": "string",
+    "dataset": "string",
+    "method": "string",
+    "label": "string",
+    "config": "string",
+    "run_id": "string",
+}
+
 
 def config_key(record: RunRecord) -> str:
     """What tells two configurations of one method apart: hyper-parameters, training settings,

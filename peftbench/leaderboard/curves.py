@@ -12,15 +12,11 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
+from peftbench.leaderboard.configurations import RUN_IDENTITY
 from peftbench.records import RunRecord
 
 CURVE_COLUMNS = {
-    "model": "string",
-    "dataset": "string",
-    "method": "string",
-    "label": "string",
-    "config": "string",
-    "run_id": "string",
+    **RUN_IDENTITY,
     "seed": "Int64",
     "metric": "string",  # train_loss, validation_accuracy or validation_loss
     "step": "Int64",

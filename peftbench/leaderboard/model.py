@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import budget_text, hp_text
-from peftbench.leaderboard.configurations import config_key, edge_keys, variant_labels
+from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_keys, variant_labels
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records
@@ -32,12 +32,7 @@ INFERENCE_COLUMNS = [
     "adapter_load_seconds", "latency_ms", "throughput", "merged_latency_ms", "merged_throughput",
 ]  # fmt: skip
 RUN_COLUMNS = {
-    "model": "string",
-    "dataset": "string",
-    "method": "string",
-    "label": "string",
-    "config": "string",
-    "run_id": "string",
+    **RUN_IDENTITY,
     "dataset_fingerprint": "string",
     "role": "string",
     "source": "string",
