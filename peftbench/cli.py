@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     docs = commands.add_parser("docs", help="generate the site's leaderboard and method pages from records")
     docs.add_argument("--records", default="leaderboard/records", help="run records, in any sub-folder")
     docs.add_argument("--site", default="docs", help="the mkdocs docs folder to write into")
+    docs.add_argument(
+        "--benchmarks",
+        help="engine benchmark results (*.md) to publish under benchmarks/ "
+        "(default: benchmarks/results where it exists; else those pages are left as they are)",
+    )
     return parser
 
 
@@ -169,8 +174,10 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _docs(args: argparse.Namespace) -> int:
     from peftbench.docgen import build_site
+    from peftbench.docgen.benchmark_pages import DEFAULT_RESULTS
 
-    built = build_site(args.records, args.site)
+    benchmarks = args.benchmarks or (DEFAULT_RESULTS if DEFAULT_RESULTS.is_dir() else None)
+    built = build_site(args.records, args.site, benchmarks_dir=benchmarks)
     print(
         f"peftbench: wrote {len(built.pages)} pages and {len(built.plots)} plots under {args.site}/ "
         f"from {built.records} records" + (f"; removed {len(built.removed)} stale" if built.removed else "")

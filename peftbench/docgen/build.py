@@ -1,9 +1,10 @@
 """Records + method registry -> the generated pages and plots of the documentation site.
 
-``build_site`` owns ``<site>/leaderboard/`` and ``<site>/methods/``: it rewrites every page it
-generates there and removes generated pages and plots that no longer have a source (a method
-uninstalled, a table whose records were removed). Hand-written pages elsewhere are untouched.
-The output depends on nothing but the records, the registry and the code: no clock, no host.
+``build_site`` owns ``<site>/leaderboard/`` and ``<site>/methods/`` (and ``<site>/benchmarks/``
+when given a folder of benchmark results): it rewrites every page it generates there and removes
+generated pages and plots that no longer have a source (a method uninstalled, a table whose
+records were removed). Hand-written pages elsewhere are untouched. The output depends on nothing
+but the records, the registry, the benchmark results and the code: no clock, no host.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftbench.docgen import aggregate_page, leaderboard_pages, method_pages
+from peftbench.docgen import aggregate_page, benchmark_pages, leaderboard_pages, method_pages
 from peftbench.docgen.curve_plots import render_curve_plots
 from peftbench.docgen.markup import is_generated
 from peftbench.docgen.plots import render_plots
@@ -37,9 +38,13 @@ class SiteBuild:
 
 
 def build_site(
-    records_dir: str | Path, docs_dir: str | Path, registry: MethodRegistry | None = None
+    records_dir: str | Path,
+    docs_dir: str | Path,
+    registry: MethodRegistry | None = None,
+    benchmarks_dir: str | Path | None = None,
 ) -> SiteBuild:
-    """Generate the leaderboard pages, their plots and the method pages under ``docs_dir``."""
+    """Generate the leaderboard pages, their plots and the method pages under ``docs_dir``, and
+    the benchmark pages from ``benchmarks_dir`` where one is given (left as they are where not)."""
     records_dir, docs_dir = Path(records_dir), Path(docs_dir)
     if not records_dir.is_dir():
         raise PeftbenchError(
@@ -52,6 +57,7 @@ def build_site(
             f"no run records under '{records_dir}': pass --records a folder holding the records/*.json "
             "that 'peftbench run --out' writes"
         )
+    results = benchmark_pages.read_results(benchmarks_dir) if benchmarks_dir is not None else None
     registry = registry or collect_methods()
     known = set(registry.names())
     result = SiteBuild(records=len(records))
@@ -59,8 +65,11 @@ def build_site(
     board = Leaderboard(records)
     tables = leaderboard_pages.split_tables(board)
     across = aggregate_page.aggregate_page(board.aggregate(), tables)
-    index = leaderboard_pages.index_page(tables, AGGREGATE_PAGE if across else None)
+    engines = f"../{benchmark_pages.SECTION}/index.md" if results is not None else None
+    index = leaderboard_pages.index_page(tables, AGGREGATE_PAGE if across else None, engines)
     texts = {f"{LEADERBOARD_DIR}/index.md": index}
+    if results is not None:
+        texts.update(benchmark_pages.pages(results))
     if across:
         texts[f"{LEADERBOARD_DIR}/{AGGREGATE_PAGE}"] = across
     for table in tables:
@@ -77,7 +86,8 @@ def build_site(
             relative = f"{LEADERBOARD_DIR}/{PLOTS_DIR}/{name}"
             _write(docs_dir / relative, data)
             result.plots.append(relative)
-    result.removed = _remove_stale(docs_dir, set(result.pages) | set(result.plots))
+    owned = [LEADERBOARD_DIR, METHODS_DIR] + ([benchmark_pages.SECTION] if results is not None else [])
+    result.removed = _remove_stale(docs_dir, set(result.pages) | set(result.plots), owned)
     return result
 
 
@@ -88,12 +98,12 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
 
 
-def _remove_stale(docs_dir: Path, keep: set[str]) -> list[str]:
-    """Delete generated pages and plots this generation did not write; never hand-written pages."""
+def _remove_stale(docs_dir: Path, keep: set[str], owned: list[str]) -> list[str]:
+    """Delete generated pages and plots this generation did not write in the ``owned`` folders;
+    never hand-written pages."""
     removed = []
     candidates = [
-        *(docs_dir / LEADERBOARD_DIR).glob("*.md"),
-        *(docs_dir / METHODS_DIR).glob("*.md"),
+        *(path for folder in owned for path in (docs_dir / folder).glob("*.md")),
         *(docs_dir / LEADERBOARD_DIR / PLOTS_DIR).glob("*.svg"),
     ]
     for path in sorted(candidates):

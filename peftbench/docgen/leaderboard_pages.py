@@ -246,9 +246,9 @@ def table_page(table: Table, known_methods: Collection[str]) -> str:
     )
 
 
-def index_page(tables: list[Table], across: str | None = None) -> str:
+def index_page(tables: list[Table], across: str | None = None, engines: str | None = None) -> str:
     """The leaderboard's front page: every table in short, linking to its full page (and to the
-    page ``across`` datasets, where there is one)."""
+    page ``across`` datasets and the ``engines`` benchmark pages, where there are)."""
     intro = (
         "<p>One table per (model, dataset). Every method was trained and evaluated by the same "
         "harness on the same splits; accuracy is the mean over seeds with a 95% Student-t "
@@ -263,6 +263,11 @@ def index_page(tables: list[Table], across: str | None = None) -> str:
         blocks.append(
             f"[Across datasets]({across}): per model with results on two or more datasets, each "
             "method's mean rank, wins, ties and losses, and share of full fine-tuning's gain."
+        )
+    if engines:
+        blocks.append(
+            f"[Engine benchmarks]({engines}): the training engine against Hugging Face Trainer, "
+            "per machine (GPU and CPU), at stated precision."
         )
     for table in tables:
         blocks += [
