@@ -16,7 +16,7 @@ endif
 # The main job: MiniLM on rotten_tomatoes with LoRA, IA3 and prefix tuning (and the reference rows).
 RUN_ARGS ?= --model minilm --dataset rotten_tomatoes --methods lora,ia3,prefix_tuning --out runs/
 
-.PHONY: setup run test lint docs
+.PHONY: setup run test lint docs gpu-bundle
 
 setup: $(STAMP)
 
@@ -37,3 +37,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/peftbench docs --records leaderboard/records --site docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# What the GPU check needs on a machine without network (see benchmarks/gpu_check.sh --bundle).
+gpu-bundle:
+	bash benchmarks/gpu_prepare.sh

@@ -15,6 +15,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,29 +51,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--runs-per-device", type=int, default=None, help="default: peftbench's choice")
     parser.add_argument("--max-steps", type=int, default=None, help="cap each run (dry runs)")
+    parser.add_argument("--no-references", action="store_true", help="skip the reference rows")
+    parser.add_argument("--no-inference-timing", action="store_true", help="skip timing final runs")
     parser.add_argument("--append", type=Path, default=None, help="a Markdown file to add the section to")
     args = parser.parse_args(argv)
     imported = time.perf_counter() - started
     settings = {
         "model": args.model, "dataset": args.dataset, "methods": args.methods, "num_seeds": args.num_seeds,
         "tune": args.tune, "device": args.device, "runs_per_device": args.runs_per_device,
-        "max_steps": args.max_steps,
+        "max_steps": args.max_steps, "references": not args.no_references,
+        "measure_inference": not args.no_inference_timing,
     }  # fmt: skip
     config = sweep_config(**{k: v for k, v in settings.items() if v is not None}, out=tempfile.mkdtemp())
     begin = time.perf_counter()
+    busy = GpuBusy(config.device)
     try:
         outcome = run_sweep(config)
     except KeyboardInterrupt:  # the check's time limit: say what was done by then
         outcome = None
     wall = time.perf_counter() - begin
+    busy.stop()
     records = read_records(config.out)
     shutil.rmtree(config.out, ignore_errors=True)
-    section = report(args, outcome, records, wall, imported)
+    section = report(args, outcome, records, wall, imported) + busy.line()
     print(section, flush=True)
     if args.append:
         with args.append.open("a") as file:
             file.write(section + "\n")
     return 0 if outcome is not None and not outcome.incomplete else 1
+
+
+class GpuBusy:
+    """How busy the GPU was while the sweep ran, sampled every 0.2 s from the driver (NVML): the mean
+    utilisation and the share of samples with no kernel running. Nothing on the CPU or without NVML."""
+
+    def __init__(self, device: str | None) -> None:
+        self.samples: list[int] = []
+        self._done = threading.Event()
+        self._thread = None
+        try:
+            import torch
+
+            if (device or "cuda").startswith("cuda") and torch.cuda.is_available():
+                torch.cuda.utilization()  # raises without NVML (nvidia-ml-py)
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
+        except Exception:  # no GPU, or no NVML: the section says nothing about it
+            self._thread = None
+
+    def _sample(self) -> None:
+        import torch
+
+        while not self._done.wait(0.2):
+            self.samples.append(int(torch.cuda.utilization()))
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def line(self) -> str:
+        if not self.samples:
+            return ""
+        mean = sum(self.samples) / len(self.samples)
+        idle = sum(value == 0 for value in self.samples) / len(self.samples)
+        return (
+            f"\nGPU busy (NVML, {len(self.samples)} samples at 0.2 s): mean utilisation {mean:.0f}%, "
+            f"no kernel running in {100 * idle:.0f}% of the samples.\n"
+        )
 
 
 def report(args, outcome, records, wall: float, imported: float) -> str:
