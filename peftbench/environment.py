@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -62,3 +64,31 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
     }
+
+
+@dataclass
+class MachineLoad:
+    """How busy the machine was while a run went on, for telling honest timings from disturbed ones:
+    the 1-minute load average when the run started and when it ended (``os.getloadavg``; the run's own
+    threads count in it), and this process's CPU seconds per wall second over the run (the cores'
+    worth the run itself kept busy). Started when made; ``costs()`` reads the end."""
+
+    load_start: float | None = field(default_factory=lambda: _load_average())
+    cpu_start: float = field(default_factory=time.process_time)
+    wall_start: float = field(default_factory=time.perf_counter)
+
+    def costs(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.wall_start
+        load_end = _load_average()
+        costs = {"process_cpu_share": (time.process_time() - self.cpu_start) / wall if wall > 0 else 0.0}
+        if self.load_start is not None and load_end is not None:
+            costs.update(load_average_start=self.load_start, load_average_end=load_end)
+        return costs
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average, where the system has one (not on Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -47,6 +48,9 @@ def test_every_record_carries_its_costs(lora_and_prefix):
     phases = ("prepare", "evaluate", "save", "reload", "inference")
     assert all(costs[f"{phase}_seconds"] > 0 for phase in phases)  # where the run's time went
     assert costs["evaluate_seconds"] >= costs["eval_seconds"]  # validation and test, test alone
+    # How busy the machine was: the run's own threads count in the load, so it is never negative.
+    assert costs["load_average_start"] >= 0 and costs["load_average_end"] >= 0
+    assert 0 < costs["process_cpu_share"] <= (os.cpu_count() or 1) + 0.5
     adapter_files = (out / record.adapter_path).rglob("*")
     assert costs["adapter_bytes"] == sum(f.stat().st_size for f in adapter_files if f.is_file()) > 0
     assert record.train_config["precision"] in {"bf16", "fp32"}  # what "auto" resolved to

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_memory
+from peftbench.environment import MachineLoad
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult
 from peftbench.inference_cost import inference_costs
@@ -41,9 +42,11 @@ def execute_run(
     model and checked, then timed at inference (unless the sweep says not to). ``on_phase``
     hears each phase as it starts, so whoever watches a run that dies outright (its process
     killed) can still say in which phase. A complete record says how long each phase took
-    (``<phase>_seconds`` in its costs; training's own figure is ``train_seconds``).
+    (``<phase>_seconds`` in its costs; training's own figure is ``train_seconds``) and how busy the
+    machine was meanwhile (``load_average_start``/``_end``, ``process_cpu_share``: ``MachineLoad``).
     """
     record = new_record(ctx, spec)
+    load = MachineLoad()
     phases = Phases(on_phase)
     try:
         phases.enter("prepare")
@@ -106,6 +109,7 @@ def execute_run(
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
         return record.fail("failed", f"{type(error).__name__}: {error}", phases.current)
     record.costs.update(phases.seconds())
+    record.costs.update(load.costs())
     record.status = "complete"
     record.finished_at = now()
     return record
