@@ -22,7 +22,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.evaluation import evaluate_model
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
-from peftbench.records import RunRecord, read_records
+from peftbench.records import RecordWarning, RunRecord, read_records
 from peftbench.runs.store import ResultStore
 
 RUN = "lora-seed0-0123456789ab"
@@ -111,6 +111,18 @@ def test_a_claim_is_kept_alive_by_its_heartbeat_while_the_run_goes_on(tmp_path):
             assert other.take(RUN).holder is not None
         assert marker.stat().st_mtime_ns > renewed
         settle(running)
+
+
+def test_a_sweep_whose_claim_was_taken_over_meanwhile_keeps_nothing_of_its_run(tmp_path):
+    with ResultStore(tmp_path) as stalled, ResultStore(tmp_path) as other:
+        assert stalled.take(RUN).mine
+        (tmp_path / "claims" / f"{RUN}.lock").unlink()  # as when its heartbeat stopped for too long
+        assert other.take(RUN).mine
+        with pytest.warns(RecordWarning, match=f"another sweep took over {RUN} while it ran here"):
+            settle(stalled, note="stalled")
+        assert settle(other, note="other").notes == ["other"]
+        assert other.complete(RUN).notes == ["other"]
+        assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == [RUN]
 
 
 def test_sweeps_whose_claims_time_out_differently_are_refused_at_once(tmp_path):

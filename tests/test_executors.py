@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import peftbench
-from conftest import keyword_folder, registered, sharing_context
+from conftest import claimed, keyword_folder, registered, sharing_context
 from fake_plugins import HeadProbe, MethodsPlugin, SuddenDeath
 from peftbench.cli import main
 from peftbench.errors import PeftbenchError
@@ -141,7 +141,7 @@ def test_ctrl_c_stops_the_worker_processes_and_leaves_no_staging(keyword_dataset
     finally:
         executor.close()
         store.close()
-    assert not list((tmp_path / "claims").glob("*.lock"))  # their claims were let go
+    assert claimed(tmp_path) == []  # their claims were let go
 
 
 def test_a_run_that_cannot_reach_a_worker_process_is_a_failed_record(keyword_dataset, tmp_path):

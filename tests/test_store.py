@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, snapshot
+from conftest import ROOT, claimed, snapshot
 from peftbench import records
 from peftbench.cli import main
 from peftbench.methods.lora import Lora
@@ -24,13 +24,6 @@ from peftbench.runs import store as store_module
 from peftbench.runs.store import ResultStore
 
 FULL = "No space left on device"
-
-
-def claimed(out: Path) -> list[str]:
-    """The run ids whose claim is held (or was left by a killed sweep) in a results folder."""
-    return sorted(
-        p.name[: -len(".lock")] for p in (out / "claims").glob("*.lock") if not p.name.startswith(".")
-    )
 
 
 def leftovers(out: Path) -> list[str]:

@@ -85,6 +85,8 @@ class Claims:
                 f"results folder {self.folder.parent} stayed locked for {MUTEX_WAIT_S} s by another sweep "
                 f"({self._mutex.lock_file}); if no peftbench sweep writes there any more, try again"
             ) from None
+        except OSError as error:  # a folder turned read-only, a permission taken away
+            raise storage_error("the folder's lock", self.folder, error) from error
         try:
             yield
         finally:
@@ -112,12 +114,11 @@ class Claims:
         return (self._held[run_id].token or self.sweep)[:12]
 
     def holds(self, run_id: str) -> bool:
-        """Whether this sweep still holds its claim on ``run_id`` (no one took it over meanwhile)."""
+        """Whether this sweep still holds its claim on ``run_id``: no one took it over meanwhile
+        (its heartbeat may have failed for a while; what counts is whose the claim is now)."""
         lease = self._held.get(run_id)
-        if lease is None or lease.compromise is not None:
-            return False
-        owner = lease.owner
-        return owner is not None and owner.token == lease.token
+        owner = lease.owner if lease is not None else None
+        return owner is not None and lease.token is not None and owner.token == lease.token
 
     def release(self, run_id: str) -> None:
         """Let go of ``run_id`` (its record, if any, is written); under ``locked``."""
@@ -161,14 +162,22 @@ class Claims:
         return found
 
     def close(self) -> None:
-        """Let go of every claim this sweep still holds, and of the folder."""
-        with self.locked():
-            for run_id in list(self._held):
-                self.release(run_id)
-            if self._me is not None:
-                _let_go(self._me)
+        """Let go of every claim this sweep still holds, and of the folder; never raises (it runs
+        while a sweep stops for another reason, which is the one to tell)."""
+        try:
+            with self.locked():
+                self._let_go_of_all()
+        except (OSError, PeftbenchError):  # the folder cannot be locked: let go all the same
+            self._let_go_of_all()
+
+    def _let_go_of_all(self) -> None:
+        for run_id in list(self._held):
+            self.release(run_id)
+        if self._me is not None:
+            _let_go(self._me)
+            with contextlib.suppress(OSError):
                 (self.folder / SWEEPS_DIR / f"{self.sweep}.json").unlink(missing_ok=True)
-                self._me = None
+            self._me = None
 
     def _try(self, path: Path) -> tuple[bool, OwnerRecord | None]:
         """Try the lease at ``path`` once: whether this sweep has it now, and who held it before
