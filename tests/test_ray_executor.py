@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import peftbench
-from conftest import keyword_folder, registered, sharing_context, snapshot
+from conftest import claimed, keyword_folder, registered, sharing_context, snapshot
 from fake_plugins import HeadProbe
 from peftbench import Method, hookimpl
 from peftbench.methods.lora import Lora
@@ -232,3 +236,72 @@ def test_on_a_cluster_without_gpus_each_run_keeps_its_cpu():
     line = executor.share_devices(sharing_context("cpu"))
     assert line == "  1 CPU per run (--runs-per-device applies to GPUs)"
     assert executor.resources == {"num_cpus": 1} and executor.runs == 1
+
+
+# --- Sweeps sharing one results folder, the driver writing it ---------------------------------
+
+RESULT = re.compile(r"^\[\d+/4\] [^:]+: (run by pid \d+ on \S+: )?(\w+)", re.M)
+
+
+def cli_sweep(keyword_data: Path, out: Path, *executor: str) -> subprocess.Popen:
+    """``sweep(keyword_data, out, ["lora", "ia3"])`` from the command line, in another process."""
+    command = [sys.executable, "-m", "peftbench.cli", "run", "--model", "tiny-gpt2", "--dataset",
+               str(keyword_data), "--methods", "lora,ia3", "--seeds", "0,1", "--epochs", "2",
+               "--no-references", "--hp", "lora.learning_rate=0.01", "--hp", "ia3.learning_rate=0.05",
+               "--out", str(out), *executor]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def ran_here(err: str) -> int:
+    """How many of the 4 runs a sweep's progress says it ran itself (all of them complete)."""
+    results = RESULT.findall(err)
+    assert len(results) == 4 and {result for _, result in results} <= {"accuracy", "skipped"}, err
+    return sum(1 for by, result in results if not by and result == "accuracy")
+
+
+def shared_folder_is_whole(out: Path) -> None:
+    """One complete record per run, its adapter beside it, nothing left over."""
+    records = read_records(out)
+    assert len(list((out / "records").iterdir())) == len(records) == 4
+    assert all(r.status == "complete" and r.reload["predictions_identical"] for r in records)
+    assert sorted(p.name for p in (out / "adapters").iterdir()) == sorted(r.run_id for r in records)
+    assert claimed(out) == []
+
+
+def started_claiming(process: subprocess.Popen, out: Path) -> None:
+    """Wait until ``process`` holds a claim in ``out``: the other sweep joins a folder being written."""
+    deadline = time.time() + 300
+    while not ((out / "claims").is_dir() and claimed(out)) and process.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()[1]
+
+
+@pytest.mark.slow
+def test_a_local_and_a_ray_sweep_into_one_folder_run_each_run_once(cluster, keyword_data, tmp_path, capfd):
+    out = tmp_path / "runs"
+    local = cli_sweep(keyword_data, out)  # one run at a time: it holds one claim while Ray takes the rest
+    started_claiming(local, out)
+    sweep(keyword_data, out, ["lora", "ia3"], executor="ray", progress=True)
+    ray_err = capfd.readouterr().err
+    local_err = local.communicate(timeout=600)[1]
+    assert local.returncode == 0, local_err
+    counts = [ran_here(local_err), ran_here(ray_err)]
+    assert min(counts) >= 1 and sum(counts) == 4, (local_err, ray_err)
+    shared_folder_is_whole(out)
+
+
+@pytest.mark.slow
+def test_two_ray_sweeps_into_one_folder_run_each_run_once(cluster, keyword_data, tmp_path, capfd):
+    out = tmp_path / "runs"
+    address = ray.get_runtime_context().gcs_address  # the cluster this test's driver joined
+    other = cli_sweep(keyword_data, out, "--executor", "ray", "--ray-address", address)
+    started_claiming(other, out)  # a Ray driver claims its whole batch as it sends it out
+    sweep(keyword_data, out, ["lora", "ia3"], executor="ray", progress=True)
+    ray_err = capfd.readouterr().err
+    other_err = other.communicate(timeout=600)[1]
+    assert other.returncode == 0, other_err
+    assert ran_here(other_err) + ran_here(ray_err) == 4, (other_err, ray_err)
+    assert f"run by pid {other.pid} on " in ray_err  # this driver waited for the other's records
+    shared_folder_is_whole(out)
