@@ -4,7 +4,9 @@ Everything that can be checked is checked before any training starts (settings, 
 hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
 seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
 all into the same results folder: records name their dataset, and the leaderboard has a table
-per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
+per (model, dataset). Runs whose complete record already exists are skipped unless ``force``; a
+sweep writing the same folder at the same time runs each run once with this one (the store decides,
+run by run, whether this sweep runs it, uses its record, or waits for the sweep running it).
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
