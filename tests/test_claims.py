@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import peftbench
-from conftest import keyword_folder
+from conftest import claimed, keyword_folder
 from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.errors import PeftbenchError
@@ -23,6 +23,7 @@ from peftbench.evaluation import evaluate_model
 from peftbench.models import load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
 from peftbench.records import RecordWarning, RunRecord, read_records
+from peftbench.runs.sharing import available_cpus
 from peftbench.runs.store import ResultStore
 
 RUN = "lora-seed0-0123456789ab"
@@ -151,10 +152,20 @@ def test_two_sweeps_started_together_into_one_folder_run_each_run_once(tmp_path)
                "--methods", "lora,ia3", "--seeds", SEEDS, "--max-steps", "2", "--out", str(out),
                "--no-inference-timing", "--curve-points", "0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Both start while a sweep here (the test, standing in for one) uses more than its share of the
+    # cores: each claims a run, then waits for its share; once both hold one, the cores are theirs.
+    busy = ResultStore(out)
+    busy.claims.declare(threads=available_cpus() + 1)
     sweeps = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
               for _ in range(2)]  # fmt: skip
+    deadline = time.time() + 300
+    while len(claimed(out)) < 2 and time.time() < deadline and all(s.poll() is None for s in sweeps):
+        time.sleep(0.05)
+    busy.close()
     errs = [sweep.communicate(timeout=600)[1] for sweep in sweeps]
     assert [sweep.returncode for sweep in sweeps] == [0, 0], errs
+    waiting = f"waiting for pid {os.getpid()} on {HOST} to end its current run"
+    assert all(waiting in err for err in errs), errs
 
     ran_here = []
     for err, other in zip(errs, reversed(sweeps), strict=True):
