@@ -217,6 +217,13 @@ class SweepConfig(_Settings):
         description="runs that execute at the same time on each device (default: chosen from the "
         "model's size and the free memory; 1 on the CPU)",
     )
+    claim_timeout: Real = Field(
+        600.0,
+        gt=0,
+        description="seconds a run claimed by a sweep on another host may go without its heartbeat before "
+        "another sweep takes it over (a sweep gone from this host is taken over at once); the same for "
+        "every sweep writing one --out",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training settings")
 
     @model_validator(mode="before")

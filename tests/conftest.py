@@ -157,6 +157,12 @@ def sharing_context(device: str, parameters: int = 124_000_000):
     return SimpleNamespace(device=torch.device(device), train_config=config, parameter_count=parameters)
 
 
+def claimed(out: Path) -> list[str]:
+    """The run ids whose claim is held (or was left by a killed sweep) in a results folder."""
+    markers = [p.name for p in (out / "claims").glob("*.lock") if not p.name.startswith(".")]
+    return sorted(name[: -len(".lock")] for name in markers)
+
+
 def snapshot(out: Path) -> dict[str, bytes]:
     """Every record file of a results folder, by name, as bytes."""
     return {p.name: p.read_bytes() for p in sorted((out / "records").glob("*.json"))}

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import peftbench
-from conftest import keyword_folder, registered, sharing_context
+from conftest import claimed, keyword_folder, registered, sharing_context
 from fake_plugins import HeadProbe, MethodsPlugin, SuddenDeath
 from peftbench.cli import main
 from peftbench.errors import PeftbenchError
@@ -123,10 +123,13 @@ def test_ctrl_c_stops_the_worker_processes_and_leaves_no_staging(keyword_dataset
     entry = collect_methods().get("lora")
     specs = [make_spec(ctx, entry, entry.method.hyperparameters(), seed) for seed in (0, 1)]
     store = ResultStore(tmp_path)
+    assert all(store.take(spec.run_id).mine for spec in specs)
 
     def interrupted(_):  # Ctrl-C while both runs are saving their adapters
         for spec in specs:
-            (tmp_path / "adapters" / f"{STAGING_PREFIX}{spec.run_id}").mkdir(parents=True)
+            staged = store.staging(spec.run_id)
+            assert staged.name.startswith(f"{STAGING_PREFIX}{spec.run_id}.")  # the claim's own folder
+            staged.mkdir(parents=True)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(worker_processes, "wait", interrupted)
@@ -137,6 +140,8 @@ def test_ctrl_c_stops_the_worker_processes_and_leaves_no_staging(keyword_dataset
         assert multiprocessing.active_children() == []  # both workers stopped
     finally:
         executor.close()
+        store.close()
+    assert claimed(tmp_path) == []  # their claims were let go
 
 
 def test_a_run_that_cannot_reach_a_worker_process_is_a_failed_record(keyword_dataset, tmp_path):
@@ -148,10 +153,12 @@ def test_a_run_that_cannot_reach_a_worker_process_is_a_failed_record(keyword_dat
     method.score = lambda logits: logits  # a lambda does not pickle
     entry = RegisteredMethod(method, "peftbench-test 0.0")
     spec = make_spec(ctx, entry, method.hyperparameters(), seed=0)
-    try:
-        ((done, record, staged),) = executor.run(ctx, [spec], ResultStore(tmp_path))
-    finally:
-        executor.close()
+    with ResultStore(tmp_path) as store:
+        assert store.take(spec.run_id).mine
+        try:
+            ((done, record, staged),) = executor.run(ctx, [spec], store)
+        finally:
+            executor.close()
     assert done is spec and record.status == "failed" and staged is None
     assert "pickle" in record.error  # pickle's own words, then where it happened:
     assert record.error.endswith("(during setup in a worker process)")

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import peftbench
-from conftest import keyword_folder, registered, sharing_context, snapshot
+from conftest import claimed, keyword_folder, registered, sharing_context, snapshot
 from fake_plugins import HeadProbe
 from peftbench import Method, hookimpl
 from peftbench.methods.lora import Lora
 from peftbench.models import classification_head
 from peftbench.records import RecordWarning, read_records
+from peftbench.runs.sharing import available_cpus
+from peftbench.runs.store import ResultStore
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'peftbench[ray]'")
 from peftbench.runs.ray_executor import RayExecutor, task_resources  # noqa: E402  (needs Ray)
@@ -72,6 +79,7 @@ class SuddenDeathPlugin:
     def register_methods(self, register):
         register(SuddenDeath())
         register(DiesOnceMarked())
+        register(WaitsForMarker())
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +240,139 @@ def test_on_a_cluster_without_gpus_each_run_keeps_its_cpu():
     line = executor.share_devices(sharing_context("cpu"))
     assert line == "  1 CPU per run (--runs-per-device applies to GPUs)"
     assert executor.resources == {"num_cpus": 1} and executor.runs == 1
+
+
+# --- Sweeps sharing one results folder, the driver writing it ---------------------------------
+
+RESULT = re.compile(r"^\[\d+/(\d+)\] [^:]+: (run by pid \d+ on \S+: )?(\w+)", re.M)
+
+
+def cli_sweep(keyword_data: Path, out: Path, *more: str) -> subprocess.Popen:
+    """A sweep like ``sweep``'s, from the command line in another process."""
+    command = [sys.executable, "-m", "peftbench.cli", "run", "--model", "tiny-gpt2", "--dataset",
+               str(keyword_data), "--seeds", "0,1", "--epochs", "2", "--out", str(out), *more]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+class WaitsForMarker(HeadProbe):
+    """A head probe whose run does not start training until its ``marker`` file exists."""
+
+    name = "waits_for_marker"
+    description = "Waits for its marker file, then trains like head_probe."
+    defaults = {"learning_rate": 1e-2, "marker": ""}
+
+    def prepare(self, model, task, hp):
+        deadline = time.time() + 300
+        while not Path(hp["marker"]).exists():
+            if time.time() > deadline:
+                raise RuntimeError(f"{hp['marker']} never appeared")
+            time.sleep(0.05)
+        return super().prepare(model, task, hp)
+
+
+def ran_here(err: str, runs: int) -> int:
+    """How many of its ``runs`` runs a sweep's progress says it ran itself (all complete)."""
+    results = RESULT.findall(err)
+    assert len(results) == runs and {planned for planned, _, _ in results} == {str(runs)}, err
+    assert {result for _, _, result in results} <= {"accuracy", "skipped"}, err
+    return sum(1 for _, by, result in results if not by and result == "accuracy")
+
+
+def shared_folder_is_whole(out: Path, runs: int) -> None:
+    """One complete record per run, its adapter beside it, nothing left over."""
+    records = read_records(out)
+    assert len(list((out / "records").iterdir())) == len(records) == runs
+    assert all(r.status == "complete" and r.reload["predictions_identical"] for r in records)
+    assert sorted(p.name for p in (out / "adapters").iterdir()) == sorted(r.run_id for r in records)
+    assert claimed(out) == []
+
+
+def wait_for(condition, process: subprocess.Popen) -> None:
+    deadline = time.time() + 300
+    while not condition():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_local_and_a_ray_sweep_into_one_folder_run_each_run_once(cluster, keyword_data, tmp_path, capfd):
+    """The local sweep (one run at a time) claims its first run, and waits to start it while a
+    sweep here runs with every core (the test, standing in for one); the Ray sweep meanwhile takes
+    the other runs. Each then uses the other's records."""
+    out = tmp_path / "runs"
+    busy = ResultStore(out)  # a sweep on this host using more than its share of the cores
+    busy.claims.declare(threads=available_cpus() + 1)
+    command = ["--methods", "lora,ia3", "--no-references", "--hp", "lora.learning_rate=0.01",
+               "--hp", "ia3.learning_rate=0.05"]  # fmt: skip
+    local = cli_sweep(keyword_data, out, *command)
+    wait_for(lambda: len(claimed(out)) == 1, local)
+
+    def let_the_local_sweep_go() -> None:  # once the Ray sweep holds runs of its own
+        deadline = time.time() + 300
+        while len(claimed(out)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        busy.close()
+
+    gate = threading.Thread(target=let_the_local_sweep_go)
+    gate.start()
+    try:
+        sweep(keyword_data, out, ["lora", "ia3"], executor="ray", progress=True)
+    finally:
+        gate.join()
+    ray_err = capfd.readouterr().err
+    local_err = local.communicate(timeout=600)[1]
+    assert local.returncode == 0, local_err
+    assert f"waiting for pid {os.getpid()} on {os.uname().nodename} to end its current run" in local_err
+    assert ran_here(local_err, 4) == 1 and ran_here(ray_err, 4) == 3, (local_err, ray_err)
+    assert f"run by pid {local.pid} on " in ray_err and f"run by pid {os.getpid()} on " in local_err
+    shared_folder_is_whole(out, 4)
+
+
+#: Another Ray driver, joined to the test's cluster: waits_for_marker, seed 0 only.
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+import ray, peftbench
+from conftest import registered
+from test_ray_executor import SuddenDeathPlugin
+ray.init(address={address!r}, runtime_env={{"env_vars": {{"PYTHONPATH": {tests!r}}}}}, logging_level=30)
+with registered(SuddenDeathPlugin()):
+    peftbench.run(model="tiny-gpt2", dataset={data!r}, methods=["waits_for_marker"], seeds=[0], epochs=2,
+                  references=False, hp={{"waits_for_marker": {{"marker": {marker!r}}}}}, out={out!r},
+                  executor="ray")
+"""
+
+
+@pytest.mark.slow
+def test_two_ray_drivers_into_one_folder_run_each_run_once(
+    cluster, keyword_data, tmp_path, capfd, monkeypatch
+):
+    """The other driver's run waits for a marker that appears once this driver found it claimed;
+    this driver runs seed 1 itself and uses the other's record of seed 0."""
+    out, marker = tmp_path / "runs", tmp_path / "go"
+    address = ray.get_runtime_context().gcs_address  # the cluster this test's driver joined
+    script = DRIVER.format(tests=str(TESTS), address=address, data=str(keyword_data), marker=str(marker),
+                           out=str(out))  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    other = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env)
+    wait_for(lambda: len(claimed(out)) == 1, other)
+    take = ResultStore.take
+
+    def take_and_open_the_gate(store, run_id, force=False):
+        turn = take(store, run_id, force)
+        if turn.holder is not None:
+            marker.touch()
+        return turn
+
+    monkeypatch.setattr(ResultStore, "take", take_and_open_the_gate)
+    hp = {"waits_for_marker": {"marker": str(marker)}}
+    with registered(SuddenDeathPlugin()):
+        sweep(keyword_data, out, ["waits_for_marker"], hp=hp, executor="ray", progress=True)
+    ray_err = capfd.readouterr().err
+    other_err = other.communicate(timeout=600)[1]
+    assert other.returncode == 0, other_err
+    assert ran_here(other_err, 1) == 1 and ran_here(ray_err, 2) == 1, (other_err, ray_err)
+    assert f"waits_for_marker seed 0: run by pid {other.pid} on " in ray_err
+    shared_folder_is_whole(out, 2)

@@ -159,9 +159,8 @@ def test_wrongly_typed_records_are_reported_by_path_and_skipped(tmp_path, field,
     assert message.startswith(f"skipped record {bad}: ") and words in message and "\n" not in message
     with pytest.warns(RecordWarning, match="skipped record"):  # the site's reader skips it too
         assert [r.method for r in read_records(tmp_path)] == ["lora"]
-    assert ResultStore(tmp_path).complete(bad.stem) is None, (
-        "a bad record must be rerun on resume, not count as complete"
-    )
+    with ResultStore(tmp_path) as store:
+        assert store.complete(bad.stem) is None, "a bad record must be rerun on resume, not count as complete"
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,13 @@ only when asked for) makes each run a Ray task.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
+
+import torch
 
 from peftbench.environment import describe_environment, pick_device
 from peftbench.errors import PeftbenchError, UnknownNameError
@@ -20,7 +23,7 @@ from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext
 from peftbench.runs.runner import execute_run
-from peftbench.runs.sharing import describe_sharing, free_memory, runs_per_device
+from peftbench.runs.sharing import available_cpus, describe_sharing, free_memory, runs_per_device
 from peftbench.runs.spec import RunSpec
 from peftbench.runs.store import ResultStore
 from peftbench.runs.worker_processes import WorkerProcesses, refuse_inside_worker
@@ -39,6 +42,8 @@ class Executor(Protocol):
     parallel: bool
     #: How many runs share each device, as ``share_devices`` decided (1 until it has).
     runs: int
+    #: Whether its runs use this host's cores (``peftbench.runs.cores``): "shared", "fixed" or "none".
+    host_cores: str
 
     def start(self, device: str | None, precision: str) -> Placement: ...
 
@@ -47,8 +52,14 @@ class Executor(Protocol):
         and before ``parallel`` is read); returns the progress line that says so."""
         ...
 
+    def use_threads(self, cap: int, sweeps: int) -> int:
+        """Use at most ``cap`` CPU threads of this host from the next run on, ``sweeps`` sweeps
+        sharing it; returns how many its runs will use in all (0: its runs execute elsewhere)."""
+        ...
+
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
-        """Execute ``specs``; yield each as it finishes, whatever the order. Never raises for a run."""
+        """Execute ``specs``, each claimed in ``store``; yield each as it finishes, whatever the
+        order. Never raises for a run; a write the results folder refuses raises ``StorageError``."""
         ...
 
     def close(self) -> None: ...
@@ -59,10 +70,14 @@ class LocalExecutor:
     (the default on the CPU), or ``runs_per_device`` at a time in worker processes."""
 
     name = "local"
+    host_cores = "shared"
 
     def __init__(self, runs_per_device: int | None = None) -> None:
         self.asked = runs_per_device  # None: chosen from the model's size and the free memory
         self.runs = 1
+        self.threads: int | None = None  # per run, once ``use_threads`` set it (None: torch's own)
+        self.sweeps = 1  # sweeps sharing this host's cores, as ``use_threads`` was told
+        self._own_threads = torch.get_num_threads()  # what a run here takes alone (OMP_NUM_THREADS)
         self._workers: WorkerProcesses | None = None
 
     @property
@@ -78,21 +93,39 @@ class LocalExecutor:
         self.runs = runs_per_device(self.asked, ctx, free_memory(ctx.device))
         return describe_sharing(self.runs, str(ctx.device))
 
+    def use_threads(self, cap: int, sweeps: int) -> int:
+        self.sweeps = sweeps
+        if self.runs > 1:  # split between the worker processes
+            self.threads = max(1, min(available_cpus(), cap) // self.runs)
+            return self.threads * self.runs
+        self.threads = min(self._own_threads, cap)
+        return self.threads
+
     def run(self, ctx: SweepContext, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
         if self.runs > 1:
             if self._workers is None or self._workers.ctx is not ctx:
                 self.close()
                 self._workers = WorkerProcesses(ctx, self.runs)
-            yield from self._workers.run(specs, store)
+            yield from self._workers.run(specs, store, self.threads, self.sweeps)
             return
+        here = self._here(ctx)
         for spec in specs:
             staged = store.staging(spec.run_id)
             try:
-                record = execute_run(ctx, spec, staged)
+                record = execute_run(here, spec, staged)
             except BaseException:  # interrupted (Ctrl-C): leave no half-saved adapter behind
                 shutil.rmtree(staged, ignore_errors=True)
                 raise
             yield spec, record, staged
+
+    def _here(self, ctx: SweepContext) -> SweepContext:
+        """The context runs in this process see, with the threads this sweep's share gives them."""
+        if self.threads is None:
+            return ctx
+        torch.set_num_threads(self.threads)
+        shared = {"sweeps_on_host": self.sweeps} if self.sweeps > 1 else {}
+        environment = {**ctx.environment, "torch_threads": self.threads, **shared}
+        return dataclasses.replace(ctx, environment=environment)
 
     def close(self) -> None:
         if self._workers is not None:

@@ -36,7 +36,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from peftbench.batching import TokenizedSplit
 from peftbench.environment import describe_environment
-from peftbench.errors import PeftbenchError
+from peftbench.errors import PeftbenchError, StorageError, is_storage_error, storage_error
 from peftbench.precision import enable_tf32, resolve_precision
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext
@@ -97,7 +97,12 @@ def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandl
         here = worker_context(ctx, device, {**_environment(device), **sharing})
         splits = {name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")}
         here = dataclasses.replace(here, **splits)
-        record = execute_run(here, spec, scratch / "adapter", on_phase=_reporter(board, spec))
+        try:
+            record = execute_run(here, spec, scratch / "adapter", on_phase=_reporter(board, spec))
+        except StorageError as error:  # this node's scratch disk, not the results folder: the run failed
+            cause = error.__cause__ or error
+            message = f"{type(cause).__name__}: {cause}"
+            return WorkerResult(lost_record(here, spec, message, "save on a Ray worker"), None)
         return WorkerResult(record, read_files(scratch / "adapter"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -121,6 +126,23 @@ class RayExecutor:
         self._started = False  # whether this executor connected, and so must disconnect
         self._shared: tuple[SweepContext, ray.ObjectRef] | None = None
         self._board: ray.actor.ActorHandle | None = None
+        self._own_cluster: bool | None = None  # whether it starts a local cluster (decided once)
+        self.num_cpus: int | None = None  # the CPUs of a local cluster it starts (None: Ray's choice)
+
+    @property
+    def host_cores(self) -> str:
+        """A local cluster it starts holds this host's CPUs it was given ("fixed"); a cluster it
+        joins is Ray's to schedule ("none")."""
+        if self._own_cluster is None:
+            self._own_cluster = not (self.address or ray.is_initialized())
+        return "fixed" if self._own_cluster else "none"
+
+    def use_threads(self, cap: int, sweeps: int) -> int:
+        if self.host_cores == "none":
+            return 0
+        if not self._started:
+            self.num_cpus = cap
+        return self.num_cpus or cap
 
     def start(self, device: str | None, precision: str) -> Placement:
         self._connect()
@@ -184,8 +206,10 @@ class RayExecutor:
         if ray.is_initialized():  # the caller already joined a cluster: use it as it is
             return
         env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+        own = self.host_cores == "fixed"
+        cluster = {"address": "local", "num_cpus": self.num_cpus} if own else {"address": self.address}
         try:
-            ray.init(address=self.address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+            ray.init(**cluster, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
         except Exception as error:  # ConnectionError, a bad address, a version mismatch, ...
             where = self.address or "a local Ray cluster"
             raise PeftbenchError(f"could not start or join {where}: {first_line(error)}") from error
@@ -214,6 +238,9 @@ class RayExecutor:
         try:
             unpack_files(result.adapter_files, staged)
         except OSError as error:
+            if is_storage_error(error):  # the results folder refused it: the sweep stops
+                shutil.rmtree(staged, ignore_errors=True)
+                raise storage_error(f"the adapter of {spec.run_id}", staged.parent, error) from error
             return result.record.fail(
                 "failed", f"{type(error).__name__}: {error}", "save on the driver"
             ), staged

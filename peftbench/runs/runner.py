@@ -17,7 +17,7 @@ import torch
 
 from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_memory
 from peftbench.environment import MachineLoad
-from peftbench.errors import PeftbenchError
+from peftbench.errors import PeftbenchError, is_storage_error, storage_error
 from peftbench.evaluation import EvalResult
 from peftbench.inference_cost import inference_costs
 from peftbench.records import RunRecord, now
@@ -35,7 +35,8 @@ def execute_run(
     adapter_dir: Path,
     on_phase: Callable[[str], None] | None = None,
 ) -> RunRecord:
-    """Run ``spec`` once; never raises for anything that goes wrong (KeyboardInterrupt aside).
+    """Run ``spec`` once; never raises for anything that goes wrong with the run (KeyboardInterrupt
+    aside, and a ``StorageError`` when the disk refuses its adapter: full, read-only, permission).
 
     A ``tune`` run is scored on validation only and saves nothing; a ``final`` run is scored on
     validation and test, saved into ``adapter_dir`` (created here), reloaded onto a fresh base
@@ -107,6 +108,8 @@ def execute_run(
     except TrainingDiverged as error:
         return record.fail("diverged", str(error), phases.current)
     except Exception as error:  # isolate the failure: the sweep goes on with the other runs
+        if phases.current == "save" and is_storage_error(error):  # not the run's fault: stop the sweep
+            raise storage_error(f"the adapter of {spec.run_id}", adapter_dir.parent, error) from error
         return record.fail("failed", f"{type(error).__name__}: {error}", phases.current)
     record.costs.update(phases.seconds())
     record.costs.update(load.costs())

@@ -67,11 +67,15 @@ def runs_per_device(asked: int | None, ctx: SweepContext, free_bytes: int | None
     return automatic_runs_per_device(ctx.device.type, free_bytes, ctx.parameter_count, tokens)
 
 
-def threads_per_run(runs: int) -> int:
-    """Runs on one machine split its CPUs: torch processes that each use every core slow each
-    other down many times over (their OpenMP threads spin while they wait)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // runs)
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_run(runs: int, cpus: int | None = None) -> int:
+    """Runs on one machine split its CPUs (``cpus``, default all available): torch processes that
+    each use every core slow each other down many times over (their OpenMP threads spin while they wait)."""
+    return max(1, (cpus or available_cpus()) // runs)
 
 
 def describe_sharing(runs: int, where: str) -> str:

@@ -4,7 +4,9 @@ Everything that can be checked is checked before any training starts (settings, 
 hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
 seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
 all into the same results folder: records name their dataset, and the leaderboard has a table
-per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
+per (model, dataset). Runs whose complete record already exists are skipped unless ``force``; a
+sweep writing the same folder at the same time runs each run once with this one (the store decides,
+run by run, whether this sweep runs it, uses its record, or waits for the sweep running it).
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
@@ -25,10 +27,11 @@ from peftbench.formatting import hp_text
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext, build_context, load_datasets
+from peftbench.runs.cores import HostCores
 from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
-from peftbench.runs.store import ResultStore
+from peftbench.runs.store import ResultStore, Turn
 from peftbench.settings import SweepConfig
 from peftbench.tuning import candidates, select_configuration, tuning_grid
 
@@ -72,34 +75,40 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
 
 
 def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
-    """Run the sweep on each dataset in turn; every record and adapter ends up under ``config.out``."""
+    """Run the sweep on each dataset in turn; every record and adapter ends up under ``config.out``,
+    shared with any other sweep writing there at the same time (each run is run by one of them)."""
     plan = plan_runs(config, registry or collect_methods())
-    store = ResultStore(config.out)
-    started = time.perf_counter()
-    datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
-    loaded = time.perf_counter() - started
     executor = get_executor(config.executor, config.ray_address, config.runs_per_device)
-    try:
-        placement = executor.start(config.device, config.train.precision)
-        sweep = _Sweep(config, store, executor, several=len(datasets) > 1)
-        sweep.outcome.seconds["load data"] = loaded
-        for name, data in datasets.items():
-            ctx = build_context(config, placement, name, data)
-            sized = sweep.start_dataset(ctx, plan, placement, len(datasets))
-            # One method at a time in this process; every method at once on a parallel executor.
-            for group in [sized] if executor.parallel else [[item] for item in sized]:
-                sweep.run_group(group)
-            sweep.outcome.datasets.append(sweep.ctx.dataset_name)
-        return sweep.outcome
-    finally:
-        executor.close()
+    with ResultStore(config.out, config.claim_timeout) as store:
+        # Refuses at once where sweeps on this host could not share its cores.
+        cores = HostCores(store.claims, executor, config.progress)
+        started = time.perf_counter()
+        datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
+        loaded = time.perf_counter() - started
+        try:
+            placement = executor.start(config.device, config.train.precision)
+            sweep = _Sweep(config, store, executor, cores, several=len(datasets) > 1)
+            sweep.outcome.seconds["load data"] = loaded
+            for name, data in datasets.items():
+                ctx = build_context(config, placement, name, data)
+                sized = sweep.start_dataset(ctx, plan, placement, len(datasets))
+                # One method at a time in this process; every method at once on a parallel executor.
+                for group in [sized] if executor.parallel else [[item] for item in sized]:
+                    sweep.run_group(group)
+                sweep.outcome.datasets.append(sweep.ctx.dataset_name)
+            sweep.say_shared()
+            return sweep.outcome
+        finally:
+            executor.close()
 
 
 class _Sweep:
     """The state of one sweep while it runs: what is planned, done, and reported."""
 
-    def __init__(self, config: SweepConfig, store: ResultStore, executor: Executor, several: bool):
-        self.config, self.store, self.executor = config, store, executor
+    def __init__(
+        self, config: SweepConfig, store: ResultStore, executor: Executor, cores: HostCores, several: bool
+    ):
+        self.config, self.store, self.executor, self.cores = config, store, executor, cores
         self.ctx: SweepContext  # the dataset whose turn it is
         self.several = several  # progress lines then name the dataset of each run
         self.budgets: dict[str, dict[str, Any]] = {}  # method -> its size on this dataset (--budget)
@@ -107,6 +116,11 @@ class _Sweep:
         self.outcome = SweepOutcome(store.out)
         self.done = 0
         self.planned = 0
+        self.ran = 0  # runs this sweep executed
+        self.elsewhere: dict[str, int] = {}  # runs other sweeps into the same folder ran, by sweep
+        self._waiting: set[str] = set()  # runs said to be waited for
+        for line in store.repairs:
+            self.say(f"peftbench: repaired {config.out}: {line}")
 
     def start_dataset(self, ctx: SweepContext, plan: Plan, placement: Placement, datasets: int) -> Plan:
         """Make ``ctx``'s dataset the current one, size the methods for it (``--budget``) and say
@@ -214,32 +228,68 @@ class _Sweep:
         ]
 
     def _execute(self, specs: list[RunSpec]) -> dict[str, RunRecord]:
-        """Skip what is complete, hand the rest to the executor, keep each result as it arrives.
+        """Run what the store gives this sweep, one run at a time or as one batch, keeping each result
+        as it arrives; use the records of runs already complete or run by another sweep into the same
+        folder, waiting for those it is running.
 
         A sequential executor gets one run at a time, so progress lines keep the plan's order.
         """
         records: dict[str, RunRecord] = {}
-        for batch in [specs] if self.executor.parallel else [[spec] for spec in specs]:
-            todo = []
-            for spec in batch:
-                existing = None if self.config.force else self.store.complete(spec.run_id)
-                if existing is None:
-                    todo.append(spec)
-                    continue
-                if spec.stage == "final" and (existing.tuning, existing.budget) != (spec.tuning, spec.budget):
-                    # The same run, now reached through tuning or a budget (or afresh): say so in its record.
-                    existing.tuning, existing.budget = spec.tuning, spec.budget
-                    self.store.write(existing)
-                records[spec.run_id] = existing
-                self._report(spec, f"skipped, complete record exists ({spec.run_id}.json)")
-            for spec, record, staged in self.executor.run(self.ctx, todo, self.store):
-                kept = self.store.settle(record, staged)
-                records[spec.run_id] = kept
-                if spec.stage == "final" and record.status != "complete":
-                    self.outcome.incomplete.append(record)
-                note = "" if kept is record else "; the earlier complete record and adapter are kept"
-                self._report(spec, _summary(record) + note)
+        pending = specs
+        while pending:
+            held = []  # by another sweep: asked about again once this pass is done
+            for batch in [pending] if self.executor.parallel else [[spec] for spec in pending]:
+                todo = []
+                for spec in batch:
+                    turn = self.store.take(spec.run_id, self.config.force)
+                    if turn.mine:
+                        todo.append(spec)
+                    elif turn.holder is not None:
+                        held.append(spec)
+                        self._wait_for(spec, turn.holder)
+                    else:
+                        records[spec.run_id] = self._reuse(spec, turn)
+                if todo:
+                    self.cores.share()
+                for spec, record, staged in self.executor.run(self.ctx, todo, self.store):
+                    kept = self.store.settle(record, staged)
+                    records[spec.run_id] = kept
+                    self.ran += 1
+                    if spec.stage == "final" and record.status != "complete":
+                        self.outcome.incomplete.append(record)
+                    note = "" if kept is record else "; the earlier complete record and adapter are kept"
+                    self._report(spec, _summary(record) + note)
+            pending = held
+            if pending:
+                self.store.pause()
         return records
+
+    def _reuse(self, spec: RunSpec, turn: Turn) -> RunRecord:
+        """A run this sweep does not run: its complete record, or what another sweep made of it."""
+        existing = turn.record
+        if spec.stage == "final" and (existing.tuning, existing.budget) != (spec.tuning, spec.budget):
+            # The same run, now reached through tuning or a budget (or afresh): say so in its record.
+            existing.tuning, existing.budget = spec.tuning, spec.budget
+            self.store.write(existing)
+        if turn.by is None:
+            self._report(spec, f"skipped, complete record exists ({spec.run_id}.json)")
+            return existing
+        self.elsewhere[turn.by] = self.elsewhere.get(turn.by, 0) + 1
+        if spec.stage == "final" and existing.status != "complete":
+            self.outcome.incomplete.append(existing)
+        self._report(spec, f"run by {turn.by}: {_summary(existing)}")
+        return existing
+
+    def _wait_for(self, spec: RunSpec, holder: str) -> None:
+        if spec.run_id not in self._waiting:
+            self._waiting.add(spec.run_id)
+            self.say(f"  {spec.label}: {holder} is running it; waiting for its record")
+
+    def say_shared(self) -> None:
+        """At the end, when other sweeps ran some of this sweep's runs: how the work was shared."""
+        if self.elsewhere:
+            others = ", ".join(f"{count} by {who}" for who, count in self.elsewhere.items())
+            self.say(f"peftbench: of {self.planned} runs, {self.ran} ran here and {others}")
 
     def _report(self, spec: RunSpec, message: str) -> None:
         """``[k/total] label: what happened``, numbered in the order runs finish."""

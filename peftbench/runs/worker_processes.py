@@ -15,6 +15,7 @@ it held — a ``failed`` record naming the phase — and a fresh worker takes th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import shutil
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from peftbench.environment import describe_environment
-from peftbench.errors import PeftbenchError
+from peftbench.errors import PeftbenchError, StorageError
 from peftbench.precision import enable_tf32
 from peftbench.records import RunRecord
 from peftbench.runs.context import SweepContext
@@ -66,14 +67,19 @@ class WorkerProcesses:
         self.ctx, self.runs = ctx, runs
         self._idle: list[_Worker] = []
 
-    def run(self, specs: Sequence[RunSpec], store: ResultStore) -> Iterator[Finished]:
-        """Execute ``specs``, ``runs`` at a time; yield each as it finishes. Never raises for a run."""
+    def run(
+        self, specs: Sequence[RunSpec], store: ResultStore, threads: int | None = None, sweeps: int = 1
+    ) -> Iterator[Finished]:
+        """Execute ``specs``, ``runs`` at a time, each with ``threads`` threads (default: this
+        machine's share of one run; ``sweeps`` sweeps share the machine); yield each as it finishes.
+        Never raises for a run; a run whose adapter the results folder refuses raises ``StorageError``."""
         waiting, busy = deque(specs), []
+        share = (threads or threads_per_run(self.runs), sweeps)
         try:
             while waiting or busy:
                 while waiting and len(busy) < self.runs:
                     spec = waiting.popleft()
-                    refused = self._hand(spec, store, busy)
+                    refused = self._hand(spec, store, busy, share)
                     if refused is not None:
                         yield refused
                 if not busy:  # every run left was refused before reaching a worker
@@ -98,11 +104,13 @@ class WorkerProcesses:
             _stop(worker, STOP_TIMEOUT_S)
         self._idle = []
 
-    def _hand(self, spec: RunSpec, store: ResultStore, busy: list[_Worker]) -> Finished | None:
+    def _hand(
+        self, spec: RunSpec, store: ResultStore, busy: list[_Worker], share: tuple[int, int]
+    ) -> Finished | None:
         """Give ``spec`` to an idle worker (or a new one); the run's record if it cannot be sent."""
         staged = store.staging(spec.run_id)
         try:
-            job = ForkingPickler.dumps((spec, staged))
+            job = ForkingPickler.dumps((spec, staged, *share))
         except Exception as error:  # the run cannot be pickled (a plugin's method holds a lambda, ...)
             message = f"{type(error).__name__}: {first_line(error)}"
             return spec, lost_record(self.ctx, spec, message, f"setup {WHERE}"), None
@@ -134,6 +142,9 @@ class WorkerProcesses:
                 self._idle.append(worker)
                 if kind == "done":
                     return spec, value, staged
+                if kind == "refused":  # the results folder refused the adapter: the sweep stops
+                    shutil.rmtree(staged, ignore_errors=True)
+                    raise StorageError(value)
                 return spec, lost_record(self.ctx, spec, value, f"setup {WHERE}"), staged
         except (EOFError, OSError):  # its end of the pipe closed: the process is dying
             worker.process.join(STOP_TIMEOUT_S)
@@ -175,8 +186,16 @@ def serve(conn: Connection, ctx: SweepContext, runs: int, threads: int) -> None:
             continue
         if job is None:
             return
-        spec, staged = job
-        record = execute_run(here, spec, staged, on_phase=lambda phase: conn.send(("phase", phase)))
+        spec, staged, threads, sweeps = job
+        torch.set_num_threads(threads)
+        shared = {"sweeps_on_host": sweeps} if sweeps > 1 else {}
+        environment = {**here.environment, "torch_threads": threads, **shared}
+        run = dataclasses.replace(here, environment=environment)
+        try:
+            record = execute_run(run, spec, staged, on_phase=lambda phase: conn.send(("phase", phase)))
+        except StorageError as error:
+            conn.send(("refused", str(error)))
+            continue
         conn.send(("done", record))
 
 
