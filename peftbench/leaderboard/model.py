@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import budget_text, hp_text
+from peftbench.leaderboard import diagnostics
 from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_keys, variant_labels
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
@@ -65,9 +66,9 @@ COST_COLUMNS = [
 FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
-    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
-    "tuned_values", "hyperparameters", *COST_COLUMNS, "budget", "reload_identical", "run_ids", "config",
-    "dataset_fingerprint",
+    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", *diagnostics.COLUMNS,
+    "validation_accuracy", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS, "budget",
+    "reload_identical", "run_ids", "config", "dataset_fingerprint",
 ]  # fmt: skip
 OBJECT_COLUMNS = ["tuned_values", "hyperparameters"]  # dicts, kept as they are in the records
 #: Counts, equal for every seed of one configuration: whole numbers in the frame too.
@@ -152,6 +153,7 @@ class Leaderboard:
         )
         table["rank"] = table.groupby(GROUP)["accuracy"].rank(ascending=False, method="min").astype("Int64")
         table[COUNT_COLUMNS] = table[COUNT_COLUMNS].round().astype("Int64")
+        table = table.astype({k: v for k, v in diagnostics.COLUMNS.items() if v != "object"})
         return table[FRAME_COLUMNS].reset_index(drop=True)
 
 
@@ -185,7 +187,16 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
     for column in COST_COLUMNS:
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
     row["_correct"] = correctness(records)
+    row.update(_diagnose(records, row))
     return row
+
+
+def _diagnose(records: list[RunRecord], row: dict[str, Any]) -> dict[str, Any]:
+    """The row's flags (``diagnostics``), from its completed runs' curves and test results."""
+    series = diagnostics.VALIDATION_CURVE
+    done = [record for record in records if record.status == "complete"]
+    curves = {r.seed: (r.curves.get(series), r.metrics.get(series)) for r in done}
+    return diagnostics.diagnose(curves, list(row["accuracy_per_seed"].values()), row["_correct"])
 
 
 def correctness(records: list[RunRecord]) -> np.ndarray | None:

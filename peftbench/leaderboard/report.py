@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import escape, number, p_text
+from peftbench.leaderboard import diagnostics
 from peftbench.leaderboard.aggregate import CEILING, RANK_RESAMPLES
 from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
@@ -27,6 +28,7 @@ LEGEND = (
     "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
     f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
     "(grid edge): the tuned value is the end of its search range; "
+    f"{diagnostics.LEGEND}; "
     "load ms: time to load the saved adapter onto a base model already in memory; "
     "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
     "throughput/s: test examples per second at batch 64, likewise; "
@@ -78,6 +80,7 @@ COLUMNS = [
     Column("accuracy %", _accuracy, "accuracy"),
     Column("SD", lambda row: number(row.accuracy_std, ".2f", 100) if row.seeds > 1 else ""),
     Column("best", lambda row: "★" if row.tied_for_best else ""),
+    Column("flags", diagnostics.flags_text),
     _numeric("macro-F1 %", "macro_f1", ".2f", 100),
     Column("Δ vs baseline", _delta, "delta_vs_baseline"),
     _numeric("trainable params", "trainable_params", ",.0f"),
