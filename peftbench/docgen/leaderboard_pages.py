@@ -86,6 +86,7 @@ SITE_COLUMNS = [
     ("trainable params", "trainable params", "trainable_params"),
     ("trainable %", "trainable %", "trainable_percent"),
     ("train s", "train s", "train_seconds"),
+    ("features s", "features s", "feature_seconds"),
     ("samples/s", "samples/s", "samples_per_second"),
     ("peak MB", "peak MB", "peak_memory_mb"),
     ("adapter KB", "adapter KB", "adapter_bytes"),
@@ -105,7 +106,7 @@ COMPACT = {"rank", "method", "seeds", "accuracy % (95% CI)", "★", "flags", "Δ
 def results_table(table: Table, compact: bool = False, link_prefix: str = "") -> str:
     """The rigor columns as a sortable HTML table (``compact``: the index's shorter version)."""
     texts = table_texts(table.frame)
-    columns = [column for column in SITE_COLUMNS if not compact or column[0] in COMPACT]
+    columns = [c for c in SITE_COLUMNS if (not compact or c[0] in COMPACT) and c[1] in (None, *texts)]
     rows = []
     for (_, raw), (_, text) in zip(table.frame.iterrows(), texts.iterrows(), strict=True):
         row = []

@@ -47,6 +47,7 @@ RUN_COLUMNS = {
     "total_params": "Int64",
     "trainable_percent": "Float64",
     "train_seconds": "Float64",
+    "feature_seconds": "Float64",
     "samples_per_second": "Float64",
     "tokens_per_second": "Float64",
     "eval_seconds": "Float64",
@@ -60,8 +61,9 @@ RUN_COLUMNS = {
     "error": "string",
 }
 COST_COLUMNS = [
-    "trainable_params", "total_params", "trainable_percent", "train_seconds", "samples_per_second",
-    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu", *INFERENCE_COLUMNS,
+    "trainable_params", "total_params", "trainable_percent", "train_seconds", "feature_seconds",
+    "samples_per_second", "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
+    *INFERENCE_COLUMNS,
 ]  # fmt: skip
 FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
@@ -277,6 +279,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "total_params": c.get("total_params"),
         "trainable_percent": c.get("trainable_percent"),
         "train_seconds": c.get("train_seconds"),
+        "feature_seconds": c.get("feature_seconds"),
         "samples_per_second": c.get("train_samples_per_second"),
         "tokens_per_second": c.get("train_tokens_per_second"),
         "eval_seconds": c.get("eval_seconds"),

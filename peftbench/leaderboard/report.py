@@ -29,6 +29,9 @@ LEGEND = (
     f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
     "(grid edge): the tuned value is the end of its search range; "
     f"{diagnostics.LEGEND}; "
+    "features s: the one pass of the frozen model over train and validation that the runs of methods "
+    "training on its features share (computed once per dataset and sweep, not in train s, which is "
+    "then the head's training alone); "
     "load ms: time to load the saved adapter onto a base model already in memory; "
     "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
     "throughput/s: test examples per second at batch 64, likewise; "
@@ -88,6 +91,7 @@ COLUMNS = [
     Column("budget", lambda row: row.budget if isinstance(row.budget, str) else ""),
     Column("tuned", lambda row: row.tuned if isinstance(row.tuned, str) else "", untrusted=True),
     _numeric("train s", "train_seconds", ".1f"),
+    _numeric("features s", "feature_seconds", ".1f"),
     _numeric("samples/s", "samples_per_second", ".1f"),
     _numeric("tokens/s", "tokens_per_second", ",.0f"),
     _numeric("eval s", "eval_seconds", ".1f"),
@@ -103,8 +107,9 @@ COLUMNS = [
         "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
     ),
 ]
-#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget).
-OPTIONAL = {"MFU %", "budget"}
+#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget;
+#: features s only for methods that train on the frozen model's features).
+OPTIONAL = {"MFU %", "budget", "features s"}
 
 
 def table_texts(frame: pd.DataFrame) -> pd.DataFrame:
