@@ -30,6 +30,7 @@ from peftbench.runs.features import (
     _head_inputs,
     _pooled,
     compute_features,
+    feature_splits,
     head_on_features,
 )
 from peftbench.runs.runner import execute_run
@@ -164,7 +165,7 @@ def test_the_feature_trained_head_reloads_and_predicts_as_the_full_model(context
     full = ctx.evaluate(model, ctx.test)
     assert full.predictions.tolist() == record.predictions
     probe = HeadOnFeatures(classification_head(model), ctx.features.vectors)
-    on_features = ctx.evaluate(probe, ctx.features.validation)
+    on_features = ctx.evaluate(probe, feature_splits(ctx)["validation"])
     through_model = ctx.evaluate(model, ctx.validation)
     assert np.array_equal(on_features.predictions, through_model.predictions)
     np.testing.assert_allclose(on_features.logits, through_model.logits, rtol=1e-5, atol=1e-6)

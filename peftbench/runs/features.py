@@ -55,8 +55,6 @@ class FrozenFeatures:
     """The head's input for every training and validation example, and what computing it cost."""
 
     vectors: torch.Tensor | None  # (train + validation examples, width), fp32 on the CPU
-    train: TokenizedSplit | None  # tokens are the example's row of ``vectors``, as many as it has tokens
-    validation: TokenizedSplit | None
     seconds: float  # the one pass of the frozen model over train and validation
     computed_by: str = "the sweep"  # or the run that computed them for itself
     sequence: bool = False  # the head takes its vector as a one-position sequence (RoBERTa's head)
@@ -72,13 +70,11 @@ def compute_features(ctx: SweepContext, computed_by: str = "the sweep") -> Froze
         train, sequence = _head_inputs(ctx, model, ctx.train)
         validation, _ = _head_inputs(ctx, model, ctx.validation)
     except NoPooledVector as reason:
-        return FrozenFeatures(None, None, None, time.perf_counter() - started, computed_by, str(reason))
+        return FrozenFeatures(None, time.perf_counter() - started, computed_by, unavailable=str(reason))
     finally:
         del model
     return FrozenFeatures(
         vectors=torch.cat([train, validation]),
-        train=_row_split(ctx.train, 0),
-        validation=_row_split(ctx.validation, len(train)),
         seconds=time.perf_counter() - started,
         computed_by=computed_by,
         sequence=sequence,
@@ -178,8 +174,14 @@ def head_on_features(
         )
     probe = HeadOnFeatures(head, features.vectors, features.sequence).to(ctx.device)
     config = ctx.train_config.model_copy(update={"compile": False})
-    splits = {"train": features.train, "validation": features.validation}
-    return probe, dataclasses.replace(ctx, **splits, train_config=config)
+    return probe, dataclasses.replace(ctx, **feature_splits(ctx), train_config=config)
+
+
+def feature_splits(ctx: SweepContext) -> dict[str, TokenizedSplit]:
+    """``ctx``'s training and validation splits with each example's tokens replaced by its row of
+    the feature table (training first), as many as it has tokens: batching, padding and token
+    counts are those of the tokens."""
+    return {"train": _row_split(ctx.train, 0), "validation": _row_split(ctx.validation, len(ctx.train))}
 
 
 def features_note(features: FrozenFeatures, run_id: str) -> str:
