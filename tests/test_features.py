@@ -4,6 +4,7 @@ reload go through the full model and agree), and a sweep computes them once per 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +26,7 @@ from peftbench.runs import sweep as sweep_module
 from peftbench.runs.context import build_context
 from peftbench.runs.executors import LocalExecutor
 from peftbench.runs.features import (
+    FrozenFeatures,
     HeadOnFeatures,
     NoPooledVector,
     _head_inputs,
@@ -181,6 +183,16 @@ def test_seeds_give_their_own_heads_and_a_seed_repeats_exactly(context, tmp_path
         runs[name] = load_file(str(tmp_path / name / "trained.safetensors"))["score.weight"]
         assert record.status == "complete"
     assert torch.equal(runs["a"], runs["b"]) and not torch.equal(runs["a"], runs["c"])
+
+
+def test_a_model_without_features_to_cache_trains_through_the_model_and_says_so(context, tmp_path):
+    why = "this model's classification head reads more of the sequence"
+    ctx = dataclasses.replace(context, features=FrozenFeatures(None, 0.5, unavailable=why))
+    entry = collect_methods().get("head_only")
+    record = execute_run(ctx, make_spec(ctx, entry, entry.method.hyperparameters(), seed=0), tmp_path / "a")
+    assert record.status == "complete" and record.reload["predictions_identical"]
+    assert "features" not in record.train_config and "feature_seconds" not in record.costs
+    assert record.notes == [f"trained through the full model: {why}"]  # nothing cached: no agreement
 
 
 class BodyToo(HeadProbe):

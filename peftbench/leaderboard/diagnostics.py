@@ -5,11 +5,12 @@ more training would likely move the number. A seed is *still rising* when the la
 validation curve is above every earlier point by more than ``RISE_STANDARD_ERRORS`` standard
 errors of that last point: the bootstrap standard error of an accuracy ``p`` measured on ``n``
 examples, ``sqrt(p (1 - p) / n)``. Comparing with the best earlier point (not the previous one)
-ignores a curve that dips and recovers; the standard error is that of one measurement, larger
-than the noise of a difference between two checkpoints scored on the same examples, so only a
-clear rise counts. The row is flagged when most of its seeds (more than half of those whose
-curve has two or more points) are still rising: one seed's late jump may be that seed's luck, a
-majority is the configuration's. ``n`` is the number of validation examples, read from the
+ignores a curve that dips and recovers; the standard error is that of one measurement, which is
+larger than the noise of a difference between two checkpoints of one run scored on the same
+examples as long as they disagree on fewer than ``p (1 - p)`` of them (the usual case late in
+training), so only a clear rise counts. The row is flagged when most of its seeds (more than
+half of those whose curve has two or more points) are still rising: one seed's late jump may be
+that seed's luck, a majority is the configuration's. ``n`` is the number of validation examples, read from the
 accuracies themselves: each is ``k / n``, so the least common denominator of a run's recorded
 validation accuracies is ``n`` (or, rarely, a divisor of it: a smaller ``n``, a larger standard
 error, fewer flags — never more).
