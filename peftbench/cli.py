@@ -113,6 +113,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _methods(args: argparse.Namespace) -> int:
+    from peftbench.methods.base import FEATURES_FACT
     from peftbench.methods.hyperparameters import declared
     from peftbench.plugins import collect_methods
 
@@ -124,6 +125,8 @@ def _methods(args: argparse.Namespace) -> int:
         default = " (default)" if method.name in default_methods else ""
         print(f"{method.name}{default}{role}  ({entry.source})")
         print(f"    {method.description}")
+        if method.trains_on_features:
+            print(f"    {FEATURES_FACT}")
         rows = declared(method.hyperparameter_model())
         if rows:
             print(f"    defaults: {hp_text({row.name: row.default for row in rows})}")

@@ -238,6 +238,10 @@ def _cannot_run(method: Method) -> str | None:
         return "it has no description: set description = 'one sentence on what it trains'"
     if method.role not in ROLES:
         return f"its role {method.role!r} is unknown: use one of {', '.join(ROLES)}"
+    if not isinstance(method.trains_on_features, bool):
+        return f"its trains_on_features {method.trains_on_features!r} must be True or False"
+    if method.trains_on_features and not method.trains:
+        return "it declares trains_on_features but trains nothing (trains = False): drop one of them"
     try:
         hp = _hyperparameters(method)
     except PeftbenchError as error:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from peftbench.leaderboard.stats import mean_and_ci, paired_bootstrap
+from peftbench.leaderboard.stats import (
+    bootstrap_standard_error,
+    mean_and_ci,
+    paired_bootstrap,
+    proportion_standard_error,
+)
 
 
 def test_confidence_interval_matches_student_t():
@@ -51,3 +56,15 @@ def test_one_seed_is_the_one_level_bootstrap_and_seed_spread_widens_the_two_leve
     assert two_level.p_value >= seed_averaged.p_value
     with pytest.raises(ValueError, match="same, non-empty set of examples"):
         paired_bootstrap(np.ones((2, 10)), np.ones((1, 11)))
+
+
+def test_the_bootstrap_standard_error_in_closed_form_is_what_resampling_converges_to():
+    rng = np.random.default_rng(1)
+    correct = (rng.random((2, 300)) < [[0.8], [0.6]]).astype(float)
+    draws = rng.integers(0, 300, size=(20_000, 300))
+    resampled = np.stack([seed[draws].mean(axis=1) for seed in correct])  # (seeds, resamples)
+    closed = bootstrap_standard_error(correct)
+    assert closed == pytest.approx(resampled.std(axis=1), rel=0.02)
+    shares = correct.mean(axis=1)
+    assert closed == pytest.approx([proportion_standard_error(p, 300) for p in shares], rel=1e-12)
+    assert bootstrap_standard_error(np.ones(50)) == pytest.approx([0.0])  # every example right: no noise

@@ -17,7 +17,7 @@ from peftbench.docgen.curve_plots import BAND, CURVE_PLOTS, curve_plot_files
 from peftbench.docgen.markup import Cell, cell, definition_table, html_table, method_slug, page, slug
 from peftbench.docgen.plots import PLOTS, plot_files
 from peftbench.formatting import escape, hp_text, number
-from peftbench.leaderboard import Leaderboard
+from peftbench.leaderboard import Leaderboard, diagnostics
 from peftbench.leaderboard.configurations import edge_keys
 from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.report import LEGEND, table_texts
@@ -80,11 +80,13 @@ SITE_COLUMNS = [
     ("seeds", "seeds", "seeds"),
     ("accuracy % (95% CI)", "accuracy %", "accuracy"),
     ("★", "best", None),
+    ("flags", "flags", None),
     ("macro-F1 %", "macro-F1 %", "macro_f1"),
     ("Δ vs baseline (p)", "Δ vs baseline", "delta_vs_baseline"),
     ("trainable params", "trainable params", "trainable_params"),
     ("trainable %", "trainable %", "trainable_percent"),
     ("train s", "train s", "train_seconds"),
+    ("features s", "features s", "feature_seconds"),
     ("samples/s", "samples/s", "samples_per_second"),
     ("peak MB", "peak MB", "peak_memory_mb"),
     ("adapter KB", "adapter KB", "adapter_bytes"),
@@ -97,14 +99,14 @@ SITE_COLUMNS = [
     ("tuned", "tuned", None),
     ("source", "source", None),
 ]
-COMPACT = {"rank", "method", "seeds", "accuracy % (95% CI)", "★", "Δ vs baseline (p)", "trainable params",
-           "train s", "peak MB"}  # fmt: skip
+COMPACT = {"rank", "method", "seeds", "accuracy % (95% CI)", "★", "flags", "Δ vs baseline (p)",
+           "trainable params", "train s", "peak MB"}  # fmt: skip
 
 
 def results_table(table: Table, compact: bool = False, link_prefix: str = "") -> str:
     """The rigor columns as a sortable HTML table (``compact``: the index's shorter version)."""
     texts = table_texts(table.frame)
-    columns = [column for column in SITE_COLUMNS if not compact or column[0] in COMPACT]
+    columns = [c for c in SITE_COLUMNS if (not compact or c[0] in COMPACT) and c[1] in (None, *texts)]
     rows = []
     for (_, raw), (_, text) in zip(table.frame.iterrows(), texts.iterrows(), strict=True):
         row = []
@@ -215,6 +217,7 @@ def _method_section(table: Table, row: pd.Series, known_methods: Collection[str]
         ("Test accuracy %", escape(f"{accuracy} ({per_seed})" if per_seed else accuracy, "html")),
         ("Hyper-parameters", escape(hp_text(row["hyperparameters"]), "html") or "none"),
         ("Tuning", _tuning(records)),
+        ("Diagnostics", escape(diagnostics.details_text(row), "html")),
     ]
     page_link = f"../methods/{method_slug(method)}.md"
     link = f"\n\n[About {escape(method, 'markdown')}]({page_link})" if method in known_methods else ""
@@ -255,7 +258,10 @@ def index_page(tables: list[Table], across: str | None = None, engines: str | No
         "interval, ★ marks methods not significantly worse than the best (two-level paired "
         "bootstrap over test examples and seeds), and Δ is measured against the untuned baseline "
         "evaluated by the same code. Each full page states the hardware, dates and package "
-        "versions and lists every seed's values.</p>"
+        "versions and lists every seed's values. Flags mark rows whose number may not hold: "
+        f"<em>{diagnostics.STILL_IMPROVING}</em> (training ended while validation accuracy was still "
+        f"clearly rising) and <em>{diagnostics.UNSTABLE}</em> (the seeds disagree by more than the test "
+        "set can resolve); each full page's legend states the rules.</p>"
     )
     regenerate = f"Regenerate these pages from the committed records:\n\n```bash\n{REGENERATE}\n```"
     blocks = [intro, regenerate]

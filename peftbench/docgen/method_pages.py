@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
 from peftbench.formatting import escape, number, value
+from peftbench.methods.base import FEATURES_FACT
 from peftbench.methods.hyperparameters import declared
 from peftbench.plugins import MethodRegistry, RegisteredMethod
 
@@ -71,6 +72,8 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         ("Source", escape(entry.source, "html")),
         ("Implementation", f"<code>{escape(f'{kind.__module__}.{kind.__qualname__}', 'html')}</code>"),
     ]
+    if method.trains_on_features:
+        facts.append(("Trains on", escape(FEATURES_FACT, "html") + " (<code>trains_on_features</code>)"))
     usage = f"peftbench run --model minilm --methods {method.name} --out runs/"
     if method.trains:
         usage += f"\npeftbench run --model minilm --methods {method.name} --tune --num-seeds 3 --out runs/"

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import budget_text, hp_text
+from peftbench.leaderboard import diagnostics
 from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_keys, variant_labels
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
@@ -46,6 +47,7 @@ RUN_COLUMNS = {
     "total_params": "Int64",
     "trainable_percent": "Float64",
     "train_seconds": "Float64",
+    "feature_seconds": "Float64",
     "samples_per_second": "Float64",
     "tokens_per_second": "Float64",
     "eval_seconds": "Float64",
@@ -59,15 +61,16 @@ RUN_COLUMNS = {
     "error": "string",
 }
 COST_COLUMNS = [
-    "trainable_params", "total_params", "trainable_percent", "train_seconds", "samples_per_second",
-    "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu", *INFERENCE_COLUMNS,
+    "trainable_params", "total_params", "trainable_percent", "train_seconds", "feature_seconds",
+    "samples_per_second", "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
+    *INFERENCE_COLUMNS,
 ]  # fmt: skip
 FRAME_COLUMNS = [
     "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
-    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", "validation_accuracy", "tuned",
-    "tuned_values", "hyperparameters", *COST_COLUMNS, "budget", "reload_identical", "run_ids", "config",
-    "dataset_fingerprint",
+    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", *diagnostics.COLUMNS,
+    "validation_accuracy", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS, "budget",
+    "reload_identical", "run_ids", "config", "dataset_fingerprint",
 ]  # fmt: skip
 OBJECT_COLUMNS = ["tuned_values", "hyperparameters"]  # dicts, kept as they are in the records
 #: Counts, equal for every seed of one configuration: whole numbers in the frame too.
@@ -152,6 +155,7 @@ class Leaderboard:
         )
         table["rank"] = table.groupby(GROUP)["accuracy"].rank(ascending=False, method="min").astype("Int64")
         table[COUNT_COLUMNS] = table[COUNT_COLUMNS].round().astype("Int64")
+        table = table.astype({k: v for k, v in diagnostics.COLUMNS.items() if v != "object"})
         return table[FRAME_COLUMNS].reset_index(drop=True)
 
 
@@ -185,7 +189,16 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
     for column in COST_COLUMNS:
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
     row["_correct"] = correctness(records)
+    row.update(_diagnose(records, row))
     return row
+
+
+def _diagnose(records: list[RunRecord], row: dict[str, Any]) -> dict[str, Any]:
+    """The row's flags (``diagnostics``), from its completed runs' curves and test results."""
+    series = diagnostics.VALIDATION_CURVE
+    done = [record for record in records if record.status == "complete"]
+    curves = {r.seed: (r.curves.get(series), r.metrics.get(series)) for r in done}
+    return diagnostics.diagnose(curves, list(row["accuracy_per_seed"].values()), row["_correct"])
 
 
 def correctness(records: list[RunRecord]) -> np.ndarray | None:
@@ -266,6 +279,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "total_params": c.get("total_params"),
         "trainable_percent": c.get("trainable_percent"),
         "train_seconds": c.get("train_seconds"),
+        "feature_seconds": c.get("feature_seconds"),
         "samples_per_second": c.get("train_samples_per_second"),
         "tokens_per_second": c.get("train_tokens_per_second"),
         "eval_seconds": c.get("eval_seconds"),

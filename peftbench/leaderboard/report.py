@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from peftbench.formatting import escape, number, p_text
+from peftbench.leaderboard import diagnostics
 from peftbench.leaderboard.aggregate import CEILING, RANK_RESAMPLES
 from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
@@ -27,6 +28,10 @@ LEGEND = (
     "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
     f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
     "(grid edge): the tuned value is the end of its search range; "
+    f"{diagnostics.LEGEND}; "
+    "features s: the one pass of the frozen model over train and validation that the runs of methods "
+    "training on its features share (computed once per dataset and sweep, not in train s, which is "
+    "then the head's training alone); "
     "load ms: time to load the saved adapter onto a base model already in memory; "
     "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
     "throughput/s: test examples per second at batch 64, likewise; "
@@ -78,6 +83,7 @@ COLUMNS = [
     Column("accuracy %", _accuracy, "accuracy"),
     Column("SD", lambda row: number(row.accuracy_std, ".2f", 100) if row.seeds > 1 else ""),
     Column("best", lambda row: "★" if row.tied_for_best else ""),
+    Column("flags", diagnostics.flags_text),
     _numeric("macro-F1 %", "macro_f1", ".2f", 100),
     Column("Δ vs baseline", _delta, "delta_vs_baseline"),
     _numeric("trainable params", "trainable_params", ",.0f"),
@@ -85,6 +91,7 @@ COLUMNS = [
     Column("budget", lambda row: row.budget if isinstance(row.budget, str) else ""),
     Column("tuned", lambda row: row.tuned if isinstance(row.tuned, str) else "", untrusted=True),
     _numeric("train s", "train_seconds", ".1f"),
+    _numeric("features s", "feature_seconds", ".1f"),
     _numeric("samples/s", "samples_per_second", ".1f"),
     _numeric("tokens/s", "tokens_per_second", ",.0f"),
     _numeric("eval s", "eval_seconds", ".1f"),
@@ -100,8 +107,9 @@ COLUMNS = [
         "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
     ),
 ]
-#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget).
-OPTIONAL = {"MFU %", "budget"}
+#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget;
+#: features s only for methods that train on the frozen model's features).
+OPTIONAL = {"MFU %", "budget", "features s"}
 
 
 def table_texts(frame: pd.DataFrame) -> pd.DataFrame:

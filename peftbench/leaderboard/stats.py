@@ -123,3 +123,20 @@ def resampled_accuracies(
         for i, row in enumerate(rows):
             out[i, start:stop] = _resampled_mean(row, counts, rng)
     return out
+
+
+def bootstrap_standard_error(correct: np.ndarray) -> np.ndarray:
+    """Per seed, the standard error the bootstrap over test examples gives its accuracy.
+
+    ``correct`` is (seeds x examples) 0/1 (a 1-D array is one seed). The bootstrap's standard
+    error of a mean of ``n`` values is their plug-in standard deviation over ``sqrt(n)``
+    (``sqrt(p (1 - p) / n)`` for an accuracy ``p``) in the limit of infinitely many resamples:
+    computed in that closed form, it is exact and carries no resampling noise.
+    """
+    correct = np.atleast_2d(np.asarray(correct, dtype=float))
+    return correct.std(axis=1, ddof=0) / math.sqrt(correct.shape[1])
+
+
+def proportion_standard_error(share: float, examples: int) -> float:
+    """The bootstrap standard error of an accuracy ``share`` measured on ``examples`` examples."""
+    return math.sqrt(share * (1.0 - share) / examples)

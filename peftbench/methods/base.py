@@ -29,6 +29,8 @@ from peftbench.methods.hyperparameters import Hyperparameters
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 ROLES = ("method", "baseline", "reference")
+#: What ``peftbench methods`` and a method's page say of a method that declares ``trains_on_features``.
+FEATURES_FACT = "trains its head on the frozen model's features, computed once per sweep and dataset"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ class Method(ABC):
     size_key: ClassVar[str | None] = None
     #: Methods that train nothing (the untuned baseline) take no training hyper-parameters.
     trains: ClassVar[bool] = True
+    #: Trains only the classification head on top of the frozen model (a linear probe): ``prepare``
+    #: leaves the body as loaded and nothing but ``classification_head(model)`` trainable. The
+    #: harness then computes the frozen model's features once per sweep and dataset (eval mode:
+    #: no dropout in the body) and trains the head on them instead of running the body at every
+    #: step; evaluation, ``save``, ``load`` and the reload check use the full model as always.
+    trains_on_features: ClassVar[bool] = False
 
     _models: ClassVar[dict[type, type[Hyperparameters]]] = {}
 

@@ -76,6 +76,7 @@ class HeadOnly(TrainableParametersMethod):
     description = "Linear probe: only the classification head trains; the base model stays frozen."
     role = "reference"
     always_run = True
+    trains_on_features = True  # the frozen body's features are computed once, not at every step
     defaults = {"learning_rate": 3e-3}
     search_space = {"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]}
 

@@ -29,6 +29,7 @@ from peftbench.models import (
     seeded_copy,
 )
 from peftbench.precision import apply_precision
+from peftbench.runs.features import FrozenFeatures, compute_features
 from peftbench.settings import SweepConfig, TrainConfig
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import steps_per_epoch, total_steps
@@ -69,6 +70,8 @@ class SweepContext:
     measure_inference: bool = True  # time final runs at inference (peftbench.inference_cost)
     seconds: dict[str, float] = field(default_factory=dict)  # building it: "load model", "tokenise"
     parameter_count: int = 0  # the base model's, before any method adds to it
+    #: The frozen model's features for methods that train on them (``runs.features``), once computed.
+    features: FrozenFeatures | None = field(default=None, repr=False)
 
     @property
     def precision(self) -> str:
@@ -77,6 +80,13 @@ class SweepContext:
     def fresh_model(self, seed: int) -> torch.nn.Module:
         """What ``load_model`` returns for ``seed``, copied from the base read once per sweep."""
         return seeded_copy(self.base_model, seed)
+
+    def frozen_features(self, computed_by: str) -> FrozenFeatures:
+        """The features methods that train on the frozen model's features share: the sweep's, or
+        else computed now (``computed_by`` names who pays for them) and kept for later runs."""
+        if self.features is None:
+            self.features = compute_features(self, computed_by)
+        return self.features
 
     def evaluate(self, model: torch.nn.Module, split: TokenizedSplit) -> EvalResult:
         return evaluate_model(

@@ -23,7 +23,8 @@ from peftbench.inference_cost import inference_costs
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
 from peftbench.runs.curves import ValidationCurve
-from peftbench.runs.spec import RunSpec, new_record
+from peftbench.runs.features import FrozenFeatures, agreement, features_note, head_on_features
+from peftbench.runs.spec import CACHED_FEATURES, RunSpec, new_record
 from peftbench.train import StepHooks, TrainingDiverged, TrainStats, train
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -61,19 +62,23 @@ def execute_run(
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         reset_peak_memory(ctx.device)
+        # What trains, and on what: the model itself, or its head on the frozen model's features.
+        trainee, where, features = _trainee(ctx, spec, model, record)
         phases.enter("train")
         hooks = _step_hooks(spec, model)
-        config, seed, curve = ctx.train_config, spec.seed, ValidationCurve(ctx.curve_points)
+        config, seed, curve = where.train_config, spec.seed, ValidationCurve(ctx.curve_points)
         stats = train(
-            model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
-            curve.checkpoints(ctx, model),
+            trainee, where.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
+            curve.checkpoints(where, trainee),
         )  # fmt: skip
         phases.enter("evaluate")
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
+        if features is not None:
+            record.notes.append(agreement(where.evaluate(trainee, where.validation), validation))
         # Tuning runs never touch test, so the choice among them cannot depend on it.
         test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
         record.metrics = _metrics(validation, test, stats)
-        record.costs = _costs(stats, trainable, total, ctx.device, test)
+        record.costs.update(_costs(stats, trainable, total, ctx.device, test))
         record.curves = curve.curves(stats, validation)
         if test is not None:
             phases.enter("save")
@@ -116,6 +121,24 @@ def execute_run(
     record.status = "complete"
     record.finished_at = now()
     return record
+
+
+def _trainee(
+    ctx: SweepContext, spec: RunSpec, model: torch.nn.Module, record: RunRecord
+) -> tuple[torch.nn.Module, SweepContext, FrozenFeatures | None]:
+    """``(model, ctx, None)``, or for a method that trains on the frozen model's features (where
+    the model has them) its head on those features, the context of the feature splits, and the
+    features, whose cost the record states."""
+    if not spec.method.trains_on_features:
+        return model, ctx, None
+    features = ctx.frozen_features(spec.run_id)
+    record.notes.append(features_note(features, spec.run_id))
+    if features.unavailable:  # the record says what actually happened
+        for key in CACHED_FEATURES:
+            record.train_config.pop(key, None)
+        return model, ctx, None
+    record.costs["feature_seconds"] = features.seconds
+    return *head_on_features(model, features, ctx, spec.method.name), features
 
 
 def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:

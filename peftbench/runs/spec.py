@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from peftbench.methods.base import Method
 from peftbench.plugins import RegisteredMethod
 from peftbench.records import RunRecord, now, run_key
 from peftbench.runs.context import SweepContext
@@ -36,6 +37,17 @@ class RunSpec:
         return self.entry.method
 
 
+#: In ``train_config`` of a run whose method trains on the frozen model's features
+#: (``runs.features``): its head trained on cached features, without the body's dropout.
+CACHED_FEATURES = {"features": "cached"}
+
+
+def train_settings(ctx: SweepContext, method: Method) -> dict[str, Any]:
+    """The training settings a run records and its id hashes: the sweep's, plus
+    ``CACHED_FEATURES`` for a method that trains on the frozen model's features."""
+    return {**ctx.train_config.model_dump(), **(CACHED_FEATURES if method.trains_on_features else {})}
+
+
 def make_spec(
     ctx: SweepContext,
     entry: RegisteredMethod,
@@ -54,7 +66,7 @@ def make_spec(
             "method": entry.method.name,
             "source": entry.source,
             "hp": hp,
-            "train": ctx.train_config.model_dump(),
+            "train": train_settings(ctx, entry.method),
             "seed": seed,
             "stage": stage,
             "peftbench": __version__,
@@ -82,7 +94,7 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         dataset_fingerprint=ctx.dataset_fingerprint,
         label_names=list(ctx.data.label_names),
         hyperparameters=dict(spec.hp),
-        train_config=ctx.train_config.model_dump(),
+        train_config=train_settings(ctx, spec.method),
         environment=ctx.environment,
         notes=list(ctx.data.notes),
         started_at=now(),

@@ -16,6 +16,7 @@ dependency between them allows.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext, build_context, load_datasets
 from peftbench.runs.cores import HostCores
 from peftbench.runs.executors import Executor, get_executor
+from peftbench.runs.features import computable_here, compute_features
 from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore, Turn
@@ -250,6 +252,7 @@ class _Sweep:
                     else:
                         records[spec.run_id] = self._reuse(spec, turn)
                 if todo:
+                    self._share_features(todo)
                     self.cores.share()
                 for spec, record, staged in self.executor.run(self.ctx, todo, self.store):
                     kept = self.store.settle(record, staged)
@@ -290,6 +293,20 @@ class _Sweep:
         if self.elsewhere:
             others = ", ".join(f"{count} by {who}" for who, count in self.elsewhere.items())
             self.say(f"peftbench: of {self.planned} runs, {self.ran} ran here and {others}")
+
+    def _share_features(self, todo: list[RunSpec]) -> None:
+        """Before the first run that trains on the frozen model's features, compute them once for
+        this dataset, here where the device is (a Ray driver without it leaves each run to compute
+        them), into a new context: executors hand the changed context to their workers."""
+        wanted = any(spec.method.trains_on_features for spec in todo)
+        if self.ctx.features is not None or not wanted or not computable_here(self.ctx.device):
+            return
+        features = compute_features(self.ctx)
+        self.ctx = dataclasses.replace(self.ctx, features=features)
+        seconds = self.outcome.seconds
+        seconds["frozen features"] = seconds.get("frozen features", 0.0) + features.seconds
+        said = features.unavailable or f"computed in {features.seconds:.1f} s for the runs that train on them"
+        self.say(f"  {self.on('frozen features')}: {said}")
 
     def _report(self, spec: RunSpec, message: str) -> None:
         """``[k/total] label: what happened``, numbered in the order runs finish."""

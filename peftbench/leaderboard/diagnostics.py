@@ -1,0 +1,155 @@
+"""Diagnostics: flags on a leaderboard row whose number may not hold, by rules fixed here.
+
+``still improving``: training stopped while the validation metric was still clearly rising, so
+more training would likely move the number. A seed is *still rising* when the last point of its
+validation curve is above every earlier point by more than ``RISE_STANDARD_ERRORS`` standard
+errors of that last point: the bootstrap standard error of an accuracy ``p`` measured on ``n``
+examples, ``sqrt(p (1 - p) / n)``. Comparing with the best earlier point (not the previous one)
+ignores a curve that dips and recovers; the standard error is that of one measurement, which is
+larger than the noise of a difference between two checkpoints of one run scored on the same
+examples as long as they disagree on fewer than ``p (1 - p)`` of them (the usual case late in
+training), so only a clear rise counts. The row is flagged when most of its seeds (more than
+half of those whose curve has two or more points) are still rising: one seed's late jump may be
+that seed's luck, a majority is the configuration's. ``n`` is the number of validation examples, read from the
+accuracies themselves: each is ``k / n``, so the least common denominator of a run's recorded
+validation accuracies is ``n`` (or, rarely, a divisor of it: a smaller ``n``, a larger standard
+error, fewer flags — never more).
+
+``unstable``: the seeds disagree by more than the test set can resolve. The row is flagged when
+the standard deviation of its seeds' test accuracies is more than ``SPREAD_FACTOR`` times the
+standard error the bootstrap over test examples gives one seed's accuracy (the root mean square
+over its seeds, ``stats.bootstrap_standard_error``); the per-seed values are shown with it.
+
+Rows without what a rule needs (one seed; no curves, as in records older than learning curves
+or methods that train nothing; no per-example test results) are not judged: ``<NA>``, no flag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from peftbench.formatting import number
+from peftbench.leaderboard.stats import bootstrap_standard_error, proportion_standard_error
+
+STILL_IMPROVING = "still improving"
+UNSTABLE = "unstable"
+#: The record's learning curve the rising rule reads (``RunRecord.curves``), and its final value
+#: (``RunRecord.metrics``): higher is better.
+VALIDATION_CURVE = "validation_accuracy"
+#: A seed's last validation point must beat every earlier one by more than this many standard errors.
+RISE_STANDARD_ERRORS = 1.0
+#: A row is unstable when its seeds' standard deviation is more than this times the test set's error.
+SPREAD_FACTOR = 2.0
+#: Reading ``n`` from an accuracy ``k / n``: splits up to this size; a value further than
+#: ``_EXACT`` from every fraction with such a denominator is not an accuracy.
+MAX_EXAMPLES = 10**6
+_EXACT = 1e-15
+#: "More than" a threshold: a value equal to it up to rounding is not more (a rise of exactly one
+#: standard error, a spread of exactly twice the error, are not flagged).
+_ROUNDING = 1e-9
+
+#: The frame's diagnostic columns and their dtypes (``rising_per_seed``: seed -> still rising).
+COLUMNS = {"still_improving": "boolean", "rising_per_seed": "object", "unstable": "boolean",
+           "spread_ratio": "Float64"}  # fmt: skip
+
+LEGEND = (
+    f"{STILL_IMPROVING} (a flag): most seeds (more than half of those with two or more validation "
+    "points) ended on their best validation accuracy, above every earlier point by more than "
+    f"{RISE_STANDARD_ERRORS:g} standard error (√(p(1−p)/n), n validation examples): training longer "
+    f"would likely move the number; {UNSTABLE} (a flag, with each seed's test accuracy): the seeds' "
+    f"standard deviation is more than {SPREAD_FACTOR:g}× the standard error the bootstrap over test "
+    "examples gives one seed's accuracy (√(p(1−p)/n)): the seeds disagree by more than the test set "
+    "can resolve, so the mean hides which result a run gets"
+)
+
+
+def examples_behind(values: Iterable[float]) -> int | None:
+    """The least number of examples ``n`` for which every value is ``k / n``; ``None`` where a
+    value is not such a fraction (not an accuracy) or there are none."""
+    examples, seen = 1, False
+    for value in values:
+        fraction = Fraction(value).limit_denominator(MAX_EXAMPLES)
+        if not 0 <= value <= 1 or abs(float(fraction) - value) > _EXACT:
+            return None
+        examples, seen = math.lcm(examples, fraction.denominator), True
+    return examples if seen else None
+
+
+def still_rising(points: list[list[float]], final: float | None = None) -> bool | None:
+    """Whether one run's validation curve (``[[step, value], ...]``) ended clearly rising; ``None``
+    (not judged) with fewer than two points or values that are not accuracies. ``final``, the
+    run's recorded validation accuracy, helps tell how many examples it was measured on."""
+    values = [value for _, value in sorted(points)]
+    if len(values) < 2 or any(value is None for value in values):
+        return None
+    examples = examples_behind([*values, *([] if final is None else [final])])
+    if examples is None:
+        return None
+    last = values[-1]
+    threshold = RISE_STANDARD_ERRORS * proportion_standard_error(last, examples)
+    return last - max(values[:-1]) - threshold > _ROUNDING
+
+
+def spread_ratio(per_seed: list[float], correct: np.ndarray | None) -> float:
+    """The seeds' standard deviation over the test set's bootstrap standard error (root mean square
+    over the seeds); NaN with fewer than two seeds or no per-example test results."""
+    if len(per_seed) < 2 or correct is None or len(correct) != len(per_seed):
+        return math.nan
+    spread = float(np.std(per_seed, ddof=1))
+    noise = math.sqrt(float(np.mean(bootstrap_standard_error(correct) ** 2)))
+    if noise == 0:
+        return math.inf if spread > 0 else math.nan
+    return spread / noise
+
+
+def diagnose(curves: Mapping[int, tuple[Any, float | None]], per_seed: list[float], correct) -> dict:
+    """The diagnostic columns of one row: ``curves`` maps each completed seed to its validation
+    curve and final validation accuracy, ``per_seed`` holds their test accuracies and ``correct``
+    their (seeds x examples) test correctness (``None`` if unknown)."""
+    rising = {
+        seed: verdict
+        for seed, (points, final) in sorted(curves.items())
+        if (verdict := still_rising(points or [], final)) is not None
+    }
+    ratio = spread_ratio(per_seed, correct)
+    return {
+        "still_improving": sum(rising.values()) > len(rising) / 2 if rising else pd.NA,
+        "rising_per_seed": rising,
+        "unstable": ratio - SPREAD_FACTOR > _ROUNDING if not math.isnan(ratio) else pd.NA,
+        "spread_ratio": ratio,
+    }
+
+
+def flags_text(row: Any) -> str:
+    """The flags of one row of the leaderboard frame, for people: ``still improving (2 of 3
+    seeds); unstable (86.05 / 74.60 / 75.05)``; empty where none."""
+    flags = []
+    if _flagged(row.still_improving):
+        rising = row.rising_per_seed
+        flags.append(f"{STILL_IMPROVING} ({sum(rising.values())} of {len(rising)} seeds)")
+    if _flagged(row.unstable):
+        values = " / ".join(number(value, ".2f", 100) for _, value in sorted(row.accuracy_per_seed.items()))
+        flags.append(f"{UNSTABLE} ({values})")
+    return "; ".join(flags)
+
+
+def _flagged(value: Any) -> bool:
+    return not pd.isna(value) and bool(value)
+
+
+def details_text(row: Any) -> str:
+    """What the rules found for one row, flagged or not: each seed's verdict and the spread ratio."""
+    parts = [flags_text(row) or "no flags"]
+    rising = row.rising_per_seed
+    if rising:
+        seeds = ", ".join(f"seed {seed} {'yes' if up else 'no'}" for seed, up in sorted(rising.items()))
+        parts.append(f"validation still rising at the end: {seeds}")
+    if not pd.isna(row.spread_ratio):
+        parts.append(f"spread over seeds: {row.spread_ratio:.1f}× the test set's standard error")
+    return "; ".join(parts)
