@@ -1,4 +1,5 @@
-"""Where a sweep's results live: ``records/<run id>.json`` and ``adapters/<run id>/``.
+"""Where a sweep's results live: ``records/<run id>.json``, ``adapters/<run id>/`` and, while a
+search needs them, ``states/<run id>/`` (training states that later runs continue).
 
 The store owns everything about results on disk, the same for every executor:
 
@@ -10,10 +11,14 @@ The store owns everything about results on disk, the same for every executor:
   is written (atomically);
 - **never losing a result**: a rerun (``--force``) that fails keeps the earlier complete record
   and adapter, with a warning; the failure is still reported to the sweep.
+- **training states**: staged like adapters, kept in ``states/<run id>`` once their run completes
+  (before its record is written), removed by the sweep once no run can continue them. A state that
+  is missing costs time only: a run with nothing to continue trains from the start to the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from pathlib import Path
@@ -29,6 +34,7 @@ from peftbench.records import (
 )
 
 STAGING_PREFIX = ".staging-"
+STATES_DIR = "states"
 
 
 class ResultStore:
@@ -57,6 +63,28 @@ class ResultStore:
     def adapter(self, run_id: str) -> Path:
         return self.out / ADAPTERS_DIR / run_id
 
+    def state_staging(self, run_id: str) -> Path:
+        """A fresh path (not yet created) for the run to save its training state into."""
+        path = self.out / STATES_DIR / f"{STAGING_PREFIX}{run_id}"
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def saved_state(self, run_id: str | None) -> Path | None:
+        """The kept training state of ``run_id``, if there is one."""
+        path = self.out / STATES_DIR / run_id if run_id else None
+        return path if path is not None and path.is_dir() else None
+
+    def state_paths(self, run_id: str, resume: str | None, keep: bool) -> tuple[Path | None, Path | None]:
+        """For a run: the saved state it continues (if it still exists), and where it saves its own."""
+        return self.saved_state(resume), self.state_staging(run_id) if keep else None
+
+    def drop_states(self, run_ids: list[str]) -> None:
+        """Remove the training states of ``run_ids`` (nothing will continue them)."""
+        for run_id in run_ids:
+            shutil.rmtree(self.out / STATES_DIR / run_id, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only when empty
+            (self.out / STATES_DIR).rmdir()
+
     def settle(self, record: RunRecord, staged: Path | None) -> RunRecord:
         """Keep what a finished run produced; returns the record the store now holds for it.
 
@@ -69,6 +97,7 @@ class ResultStore:
             self._promote(record, staged)
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)
+        self._keep_state(record)
         if record.status != "complete":
             previous = self.complete(record.run_id)
             if previous is not None:
@@ -92,6 +121,21 @@ class ResultStore:
                 f"could not write the record of {record.run_id} under {self.out}: {error.strerror or error}; "
                 "the records already written are kept"
             ) from error
+
+    def _keep_state(self, record: RunRecord) -> None:
+        """A complete run's staged training state replaces ``states/<run id>``; any other is dropped."""
+        staged = self.out / STATES_DIR / f"{STAGING_PREFIX}{record.run_id}"
+        if not staged.is_dir():
+            return
+        if record.status != "complete":
+            shutil.rmtree(staged, ignore_errors=True)
+            return
+        final = self.out / STATES_DIR / record.run_id
+        shutil.rmtree(final, ignore_errors=True)
+        try:
+            staged.rename(final)
+        except OSError:  # not kept: whatever would continue it trains from the start instead
+            shutil.rmtree(staged, ignore_errors=True)
 
     def _promote(self, record: RunRecord, staged: Path | None) -> None:
         """Move the staged adapter into place; a run whose adapter cannot be kept has failed."""
