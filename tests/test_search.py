@@ -13,7 +13,9 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+import peftbench
 from conftest import keyword_folder
 from peftbench.errors import PeftbenchError
 from peftbench.leaderboard import Leaderboard
@@ -22,6 +24,7 @@ from peftbench.records import RunRecord, read_records
 from peftbench.runs.search import make_search, strategy_names
 from peftbench.runs.search.base import SearchSetup
 from peftbench.runs.selection import Score, best, ranked
+from peftbench.runs.sharing import threads_per_run
 from peftbench.settings import sweep_config
 
 LORA_FIELDS = Lora.hyperparameter_model().model_fields
@@ -201,9 +204,8 @@ def final_record(tuning: dict) -> RunRecord:
 
 # -- a real halving sweep ---------------------------------------------------------------------------
 
-HALVING = ["--model", "tiny-gpt2", "--methods", "lora", "--seeds", "0,1", "--tune", "--tune-seeds", "2",
-           "--max-steps", "8", "--checkpoints", "4", "--extension-limit", "1", "--no-references",
-           "--no-inference-timing", "--quiet"]  # fmt: skip
+HALVING = dict(model="tiny-gpt2", methods="lora", seeds="0,1", tune=True, tune_seeds=2, max_steps=8,
+               checkpoints=4, extension_limit=1, references=False, measure_inference=False)  # fmt: skip
 #: What may differ between two runs of the same sweep: when it ran and how long things took.
 MEASURED = ("_seconds", "_per_second", "latency_ms", "throughput", "flops_utilisation", "peak_memory_mb")
 
@@ -220,12 +222,26 @@ def halving_data(tmp_path_factory):
     return keyword_folder(tmp_path_factory.mktemp("halving"), train=64, validation=32, test=32)
 
 
+def cli_options(settings: dict) -> list[str]:
+    """``peftbench run`` options meaning ``settings``."""
+    flags = {"references": "--no-references", "measure_inference": "--no-inference-timing"}
+    options = []
+    for name, value in settings.items():
+        if value is True:
+            options.append(f"--{name.replace('_', '-')}")
+        elif value is False:
+            options.append(flags[name])
+        else:
+            options += [f"--{name.replace('_', '-')}", str(value)]
+    return options
+
+
 def test_a_halving_sweep_killed_with_sigkill_resumes_to_the_records_of_an_uninterrupted_one(
     halving_data, tmp_path
 ):
-    command = [sys.executable, "-m", "peftbench.cli", "run", "--dataset", str(halving_data), *HALVING]
-    clean = subprocess.run([*command, "--out", str(tmp_path / "clean")], capture_output=True, timeout=600)
-    assert clean.returncode == 0, clean.stderr
+    peftbench.run(**HALVING, dataset=str(halving_data), out=tmp_path / "clean", progress=False)
+    command = [sys.executable, "-m", "peftbench.cli", "run", "--dataset", str(halving_data), "--quiet"]
+    command += cli_options(HALVING)
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, "--out", str(killed)], stderr=subprocess.DEVNULL)
@@ -249,3 +265,20 @@ def test_a_halving_sweep_killed_with_sigkill_resumes_to_the_records_of_an_uninte
     finals = [r for r in got.values() if r.stage == "final"]
     assert {r.training["continued_from"] is not None for r in finals} == {True}  # nothing trained twice
     assert not (killed / "states").exists() and not (tmp_path / "clean" / "states").exists()
+
+
+@pytest.mark.slow
+def test_a_halving_sweep_with_two_runs_per_device_makes_the_same_runs_and_choice(halving_data, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_run(2))  # each worker's share: the same numbers need the same threads
+    try:
+        alone = peftbench.run(**HALVING, dataset=str(halving_data), out=tmp_path / "alone", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    shared = peftbench.run(**HALVING, dataset=str(halving_data), out=tmp_path / "shared", runs_per_device=2)
+    ours, theirs = ({r.run_id: r for r in board.records} for board in (shared, alone))
+    assert sorted(ours) == sorted(theirs)  # the same candidates, rounds, choice and run ids
+    for run_id, record in ours.items():
+        assert record.tuning == theirs[run_id].tuning and record.training == theirs[run_id].training
+        assert record.predictions == theirs[run_id].predictions
+        assert record.metrics == pytest.approx(theirs[run_id].metrics, abs=1e-5)
