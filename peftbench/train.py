@@ -50,6 +50,7 @@ class TrainStats:
     checkpoint_seconds: float = 0.0  # spent in ``Checkpoints.on_checkpoint``
     loss_history: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False  # a checkpoint ended training before the plan's last step
+    peak_memory_mb: float = 0.0  # the most memory training took so far (measured by the caller)
     end: LoopState | None = None  # where the loop stood when it returned (``keep_state``)
 
     @property

@@ -78,6 +78,10 @@ def execute_run(
             _step_hooks(spec, model), checks.hook(ctx, model), resume=saved and saved.loop,
             until=spec.until, keep_state=state_dir is not None,
         )  # fmt: skip
+        # A continued run reports the peak of its whole training, not only of the part it did.
+        stats.peak_memory_mb = max(stats.peak_memory_mb, peak_memory_mb(ctx.device))
+        if stats.end is not None:
+            stats.end.stats.peak_memory_mb = stats.peak_memory_mb
         if state_dir is not None and stats.end is not None:  # before the kept checkpoint is restored
             _save_state(state_dir, spec, stats, checks, model, ctx.task.plan.total_steps)
         phases.enter("evaluate")
@@ -218,7 +222,7 @@ def _costs(
         "train_tokens_per_second": stats.tokens_per_second,
         "padding_efficiency": stats.padding_efficiency,
         "model_flops_utilisation": model_flops_utilisation(stats.tokens_per_second, total, trainable, device),
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": max(stats.peak_memory_mb, peak_memory_mb(device)),
     }
     if test is not None:
         costs["eval_seconds"] = test.seconds
