@@ -56,10 +56,8 @@ class RunRecord:
     #: Learning curves by series ("train_loss", "validation_accuracy", "validation_loss"), each a
     #: list of [step, value] pairs; empty for records written before curves were (or no training).
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
-    #: How long the run trained: {"kept_step", "last_step", "max_steps", "stopped_early", "until",
-    #: "continued_from", "from_step"}: the checkpoint kept (best on validation), the last step trained,
-    #: the plan's maximum, whether patience ended it, where a tuning run was told to stop, and the run
-    #: whose saved state it continued from which step; null for records written before 0.4.
+    #: {"kept_step", "last_step", "max_steps", "stopped_early", "until", "continued_from", "from_step"}
+    #: (``runner._training``); null in records from before 0.4.
     training: dict[str, Any] | None = None
     predictions: list[int] = field(default_factory=list)  # test predictions, in split order
     references: list[int] = field(default_factory=list)  # test labels, for paired comparisons
@@ -291,14 +289,12 @@ def _check_fields(data: dict[str, Any]) -> None:
 
 def _check_training(training: Any, bad) -> None:
     """``training`` is null or an object whose steps are whole numbers and ``stopped_early`` a boolean."""
-    if training is None:
-        return
-    if not isinstance(training, dict):
+    if training is not None and not isinstance(training, dict):
         raise bad("training", "an object or null", training)
-    for key in ("kept_step", "last_step", "max_steps", "from_step"):
+    for key in ("kept_step", "last_step", "max_steps", "from_step") if training else ():
         if not _is_integer(training.get(key)):
             raise bad("training", "a whole number", training.get(key), repr(key))
-    if not isinstance(training.get("stopped_early"), bool):
+    if training and not isinstance(training.get("stopped_early"), bool):
         raise bad("training", "true or false", training.get("stopped_early"), "'stopped_early'")
 
 

@@ -38,7 +38,7 @@ class Evaluation:
 
     @property
     def score(self) -> Score:
-        return Score(self.accuracy, self.loss)
+        return Score.of_metrics(self.metrics())
 
     def metrics(self) -> dict[str, float]:
         return {"validation_accuracy": self.accuracy, "validation_macro_f1": self.macro_f1,
