@@ -207,7 +207,9 @@ class SweepConfig(_Settings):
         description="seeds a candidate's validation score is the mean over (halving: in the round that "
         "decides, earlier rounds use the first); the sweep's seeds first, then 0, 1, ... not among them",
     )
-    eta: Whole = Field(2, ge=2, strict=True, description="successive halving keeps the best 1/eta each round")
+    eta: Whole = Field(
+        2, ge=2, strict=True, description="successive halving keeps the best 1/eta each round (rounded down)"
+    )
     first_share: Real = Field(
         0.25,
         gt=0,

@@ -149,6 +149,18 @@ def test_successive_halving_rounds_seeds_and_continuations():
     assert len(result["runs"]) == search.expected_runs() == 13
 
 
+def test_halving_keeps_the_best_half_rounded_down_and_buys_seeds_for_the_round_that_decides():
+    grid = {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]}
+    search = make_search("halving", setup(grid=grid))
+    assert search.expected_runs() == 6 + 3 * 3 + 3
+    drive(search, peaked_at(3e-3))
+    assert search.result()["rounds"] == [
+        {"step": 2, "candidates": 6, "seeds": 1},
+        {"step": 4, "candidates": 3, "seeds": 3},  # it leaves one: three seeds each
+        {"step": 8, "candidates": 1, "seeds": 3},
+    ]
+
+
 def test_halving_releases_the_states_nothing_will_continue():
     search = make_search("halving", setup())
     released = []

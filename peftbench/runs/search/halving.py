@@ -2,8 +2,8 @@
 from where they stopped, for eta times as many steps, until one remains, which trains to the
 maximum (Jamieson & Talwalkar, 2016; Li et al., 2018 for the budgets).
 
-Seeds are bought where the choice is made: a round with eta candidates or fewer (the one that
-leaves one) or at the maximum scores each candidate by its mean over ``--tune-seeds`` seeds;
+Seeds are bought where the choice is made: the round that leaves one candidate (fewer than 2 eta
+of them) or one at the maximum scores each candidate by its mean over ``--tune-seeds`` seeds;
 earlier rounds, which only drop clear losers, use the first seed. The winner's seeds end at the
 maximum, so the final runs of those seeds continue them instead of training again.
 
@@ -18,7 +18,6 @@ a few lines on top of the rounds every strategy here shares, and keeps all three
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from peftbench.runs.search.base import Candidate, Rounds
@@ -39,14 +38,15 @@ class SuccessiveHalving(Rounds):
         return survivors, self.next_step(len(survivors), self.step)
 
     def keep(self, candidates: int) -> int:
-        return max(1, math.ceil(candidates / self.setup.eta))
+        """The best 1/eta, rounded down (as Hyperband does), at least one."""
+        return max(1, candidates // self.setup.eta)
 
     def next_step(self, survivors: int, step: int) -> int:
         """One survivor trains to the maximum; more train eta times as far (at most the maximum)."""
         return self.setup.maximum if survivors == 1 else self.setup.step_at(step * self.setup.eta)
 
     def seeds_for(self, candidates: int, step: int, before: int) -> int:
-        deciding = candidates <= self.setup.eta or step >= self.setup.maximum
+        deciding = self.keep(candidates) == 1 or step >= self.setup.maximum
         return len(self.setup.seeds) if deciding or before > 1 else 1
 
     def later_runs(self, candidates: int, step: int, seeds: int) -> int:
