@@ -27,7 +27,7 @@ from peftbench.formatting import hp_text
 from peftbench.methods.base import Method
 from peftbench.records import RunRecord
 from peftbench.runs.search.extension import Extension
-from peftbench.runs.selection import SCORE_NAME, Score, ranked
+from peftbench.runs.selection import LOSS_METRIC, SCORE_METRIC, SCORE_NAME, Score, ranked
 from peftbench.runs.spec import RunSpec
 
 #: Search strategies by name, filled as their modules load (``peftbench.runs.search``).
@@ -196,9 +196,8 @@ class Rounds(Search):
         for candidate in self.alive:
             self._score(candidate)
         order = ranked(self.alive, lambda c: c.scores[self.round])
-        if not order:
+        if not order:  # no candidate has a score: the result says so, and defaults are used
             self.done = True
-            self._notes.append(f"{self.setup.method}: no tuning run completed; defaults used")
             return
         tried = [c.values for c in self.candidates]
         new = self.extension.beyond(order[0].values, tried)
@@ -219,8 +218,9 @@ class Rounds(Search):
             self.done, self.chosen = True, order[0]
             return
         survivors, step = going_on
+        going = {id(candidate) for candidate in survivors}
         for candidate in self.alive:
-            if candidate not in survivors:  # nothing will continue its runs
+            if id(candidate) not in going:  # nothing will continue its runs
                 self._released += [run for runs in candidate.runs.values() for run in runs.values()]
             elif self.round > 0:
                 self._released += list(candidate.runs.get(self.round - 1, {}).values())
@@ -290,8 +290,8 @@ class Rounds(Search):
         return {
             "hyperparameters": dict(candidate.values),
             "status": candidate.statuses.get(last, "failed"),
-            "validation_accuracy": score.value,
-            "validation_loss": score.loss,
+            SCORE_METRIC: score.value,
+            LOSS_METRIC: score.loss,
             "step": candidate.steps.get(last),
             "seeds": len(candidate.runs[last]),
             "run_id": next(iter(candidate.runs[last].values()), None),
