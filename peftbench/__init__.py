@@ -16,6 +16,7 @@ from peftbench.methods.hyperparameters import (
     ModuleNames,
     TrainingHyperparameters,
     learning_rate_field,
+    search_range,
 )
 from peftbench.models import classification_head, transformer_blocks
 from peftbench.plugins import collect_methods
@@ -44,5 +45,6 @@ __all__ = [
     "learning_rate_field",
     "read_records",
     "run",
+    "search_range",
     "transformer_blocks",
 ]

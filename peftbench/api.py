@@ -21,7 +21,8 @@ def run(**settings: Any) -> Leaderboard:
 
     Finished runs (same model, data, method, hyper-parameters, seed) are reused unless
     ``force``. ``tune`` picks each method's hyper-parameters from its search space on validation
-    accuracy (first seed), then evaluates the choice on test with every seed. ``executor="ray"``
+    (``search``: successive halving by default; ``tune_seeds`` seeds), then evaluates the choice on
+    test with every seed; every run keeps its best validation checkpoint. ``executor="ray"``
     spreads the runs over a Ray cluster (``ray_address``, else ``$RAY_ADDRESS``, else a local one).
     The board's ``incomplete_runs()`` are this sweep's runs that failed or diverged.
     """

@@ -135,7 +135,7 @@ def _methods(args: argparse.Namespace) -> int:
                 detail = ", ".join(part for part in (row.type, row.range) if part)
                 print(f"      {row.name:<{width}}  {row.help or '(no help given)'} ({detail})")
         if method.tuning_grid():
-            print(f"    --tune tries: {hp_text(method.tuning_grid())}")
+            print(f"    --tune tries: {hp_text(method.tuning_grid())} (and beyond an end that scores best)")
     return 0
 
 

@@ -66,9 +66,10 @@ def value(item: Any) -> str:
     return str(item)
 
 
-def hp_text(values: dict[str, Any], flagged: tuple[str, ...] | list[str] = ()) -> str:
-    """``r=8, learning_rate=0.001``; keys in ``flagged`` get ``(grid edge)``."""
-    return ", ".join(f"{k}={value(v)}" + (" (grid edge)" if k in flagged else "") for k, v in values.items())
+def hp_text(values: dict[str, Any], notes: dict[str, str] | None = None) -> str:
+    """``r=8, learning_rate=0.001``; a key with a note gets it in brackets: ``(at bound)``."""
+    notes = notes or {}
+    return ", ".join(f"{k}={value(v)}" + (f" ({notes[k]})" if k in notes else "") for k, v in values.items())
 
 
 def p_text(p: float) -> str:

@@ -56,6 +56,9 @@ class RunRecord:
     #: Learning curves by series ("train_loss", "validation_accuracy", "validation_loss"), each a
     #: list of [step, value] pairs; empty for records written before curves were (or no training).
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    #: {"kept_step", "last_step", "max_steps", "stopped_early", "until", "continued_from", "from_step"}
+    #: (``runner._training``); null in records from before 0.4.
+    training: dict[str, Any] | None = None
     predictions: list[int] = field(default_factory=list)  # test predictions, in split order
     references: list[int] = field(default_factory=list)  # test labels, for paired comparisons
     adapter_path: str | None = None
@@ -281,6 +284,18 @@ def _check_fields(data: dict[str, Any]) -> None:
     _check_tuning(data.get("tuning"), bad)
     _check_curves(data.get("curves", {}), bad)
     _check_budget(data.get("budget"), bad)
+    _check_training(data.get("training"), bad)
+
+
+def _check_training(training: Any, bad) -> None:
+    """``training`` is null or an object whose steps are whole numbers and ``stopped_early`` a boolean."""
+    if training is not None and not isinstance(training, dict):
+        raise bad("training", "an object or null", training)
+    for key in ("kept_step", "last_step", "max_steps", "from_step") if training else ():
+        if not _is_integer(training.get(key)):
+            raise bad("training", "a whole number", training.get(key), repr(key))
+    if training and not isinstance(training.get("stopped_early"), bool):
+        raise bad("training", "true or false", training.get("stopped_early"), "'stopped_early'")
 
 
 def _check_budget(budget: Any, bad) -> None:

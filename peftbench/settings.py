@@ -57,16 +57,41 @@ class TrainConfig(_Settings):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
 
     epochs: Real = Field(
-        1.0, gt=0, le=MAX_EPOCHS, description="passes over the training split (a fraction trains part of one)"
+        3.0,
+        gt=0,
+        le=MAX_EPOCHS,
+        description="the most passes over the training split a run trains (a fraction trains part of one); "
+        "the kept model is its best checkpoint on validation",
     )
     batch_size: Whole = Field(32, ge=1, description="training examples per optimiser step")
     eval_batch_size: Whole = Field(128, ge=1, description="examples per evaluation batch")
     max_length: Whole = Field(128, ge=2, description="tokens per example after truncation")
     max_grad_norm: Real = Field(1.0, gt=0, description="gradient-clipping norm")
-    max_steps: Whole | None = Field(None, ge=1, description="cap on optimiser steps, for smoke runs")
+    max_steps: Whole | None = Field(
+        None, ge=1, description="cap on optimiser steps (with --epochs, the lower one is the maximum)"
+    )
+    checkpoints: Whole = Field(
+        8,
+        ge=1,
+        description="validation evaluations per run, evenly spaced over the maximum, the last at its end: "
+        "the kept model is the best of them (1: the end of training, as before 0.4)",
+    )
+    patience: Whole | None = Field(
+        None, ge=1, description="stop a run after this many checkpoints without improvement (default: never)"
+    )
     log_every: Whole = Field(10, ge=1, description="optimiser steps between loss readings (and NaN checks)")
     precision: Precision = Field("auto", description="auto: bf16 where the device runs it natively")
     compile: bool = Field(False, description="torch.compile the model (pays off on GPUs, for long runs)")
+
+
+#: Training settings added after records existed, with the value that means what runs did before them:
+#: left out of run ids and configuration keys at that value, so earlier run ids stay what they were.
+NEUTRAL = {"checkpoints": 1, "patience": None}
+
+
+def train_identity(train: dict[str, Any]) -> dict[str, Any]:
+    """The training settings as run ids and configuration keys hash them (``NEUTRAL`` values left out)."""
+    return {key: value for key, value in train.items() if key not in NEUTRAL or NEUTRAL[key] != value}
 
 
 def _method_names(value: Any) -> tuple[str, ...]:
@@ -169,6 +194,36 @@ class SweepConfig(_Settings):
         None, ge=1, strict=True, description="use seeds 0..N-1 (instead of --seeds)"
     )
     tune: bool = Field(False, description="pick hyper-parameters on validation, then test every seed")
+    search: str = Field(
+        "halving",
+        description="how --tune searches: halving (successive halving: every candidate trains a first "
+        "share of the maximum, the best 1/eta continue, until one remains) or grid (every candidate to the "
+        "maximum)",
+    )
+    tune_seeds: Whole = Field(
+        3,
+        ge=1,
+        strict=True,
+        description="seeds a candidate's validation score is the mean over (halving: in the round that "
+        "decides, earlier rounds use the first); the sweep's seeds first, then 0, 1, ... not among them",
+    )
+    eta: Whole = Field(
+        2, ge=2, strict=True, description="successive halving keeps the best 1/eta each round (rounded down)"
+    )
+    first_share: Real = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="share of the maximum every candidate trains in successive halving's first round "
+        "(rounded up to a checkpoint)",
+    )
+    extension_limit: Whole = Field(
+        3,
+        ge=0,
+        strict=True,
+        description="values --tune may add beyond each numeric key's search range when the best is at its "
+        "edge (same spacing, within the key's bounds)",
+    )
     hp: Annotated[dict[str, dict[str, Any]], BeforeValidator(parse_hp_overrides)] = Field(
         default_factory=dict,
         description="hyper-parameter override, repeatable, e.g. --hp lora.r=16",
@@ -194,11 +249,11 @@ class SweepConfig(_Settings):
         True, description="print progress", json_schema_extra=cli(flag="--quiet", help="no progress output")
     )
     curve_points: Whole = Field(
-        5,
+        0,
         ge=0,
         strict=True,
-        description="validation evaluations per run for its learning curve, evenly spaced, the last at "
-        "the end (0: none); the training loss is always recorded",
+        description="extra validation evaluations per run for its learning curve only, evenly spaced "
+        "(the checkpoints' evaluations are always on it, and the training loss)",
     )
     measure_inference: bool = Field(
         True,
@@ -238,6 +293,16 @@ class SweepConfig(_Settings):
         if isinstance(count, numbers.Integral) and not isinstance(count, bool) and count >= 1:
             data = {**data, "seeds": range(count)}
         return data
+
+    @model_validator(mode="after")
+    def _known_search(self) -> SweepConfig:
+        from peftbench.runs.search import strategy_names
+
+        if self.search not in strategy_names():
+            raise UnknownNameError(
+                f"unknown search '{self.search}'; known searches: {', '.join(strategy_names())}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_dataset_config(self) -> SweepConfig:

@@ -5,8 +5,11 @@ method decides what trains by what it leaves trainable. A method that must act d
 (AdaLoRA's rank re-allocation, a regulariser) does so through ``StepHooks``, which the loop calls
 without knowing whose they are. The loss is read back from the device only at log intervals, so
 a GPU never waits on the host between steps. ``Checkpoints`` lets the caller look at the model at
-a few steps (a learning curve's validation points) without changing the training: the random
-state is restored, the model goes back to train mode and the time is kept out of ``seconds``.
+a few steps (validation checkpoints) without changing the training: the random state is restored,
+the model goes back to train mode and the time is kept out of ``seconds``; a checkpoint may end
+training early (patience). A run can stop after a given step (``until``) and hand back its
+``LoopState``, from which another call continues exactly as if it had never stopped: the learning
+rate schedule always spans the whole plan, so a continued run is the run trained straight through.
 
 A compiled model sees static shapes (``StaticShapes``: every batch the same rows, its width one
 of a few), so it compiles once per width and, on GPUs, replays CUDA graphs instead of launching
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,9 @@ class TrainStats:
     seconds: float = 0.0  # training only, checkpoints excluded
     checkpoint_seconds: float = 0.0  # spent in ``Checkpoints.on_checkpoint``
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    stopped_early: bool = False  # a checkpoint ended training before the plan's last step
+    peak_memory_mb: float = 0.0  # the most memory training took so far (measured by the caller)
+    end: LoopState | None = None  # where the loop stood when it returned (``keep_state``)
 
     @property
     def samples_per_second(self) -> float:
@@ -72,10 +78,24 @@ class StepHooks:
 
 @dataclass(frozen=True)
 class Checkpoints:
-    """Steps after which to call ``on_checkpoint(step)``: a look at the model, not part of training."""
+    """Steps after which to call ``on_checkpoint(step)``: a look at the model, not part of training.
+    It returns True to end training there (patience ran out)."""
 
     steps: frozenset[int] = frozenset()
-    on_checkpoint: Callable[[int], None] | None = None
+    on_checkpoint: Callable[[int], bool | None] | None = None
+
+
+@dataclass
+class LoopState:
+    """Everything of a run's loop besides the model's weights that continuing it needs."""
+
+    step: int  # optimiser steps done
+    optimizer: dict[str, Any]  # the optimiser's state_dict (AdamW's moments)
+    schedule: dict[str, Any]  # the learning-rate schedule's state_dict
+    rng: torch.Tensor  # the CPU generator (dropout on the CPU)
+    device_rng: torch.Tensor | None  # the CUDA generator of the run's device, where it has one
+    running: torch.Tensor  # training loss summed since the last logged step
+    stats: TrainStats
 
 
 def checkpoint_steps(total: int, count: int) -> list[int]:
@@ -115,11 +135,17 @@ def train(
     hooks: StepHooks = StepHooks(),
     checkpoints: Checkpoints = Checkpoints(),
     static_shapes: bool | None = None,
+    resume: LoopState | None = None,
+    until: int | None = None,
+    keep_state: bool = False,
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
     ``config.precision`` must be resolved (``fp32`` or ``bf16``, see ``resolve_precision``).
     ``static_shapes`` (by default: when compiling) pads every batch to ``StaticShapes``.
+    ``resume`` continues from an earlier call's ``end`` (the model must hold the weights it had
+    then); ``until`` stops after that step; ``keep_state`` puts the loop's state in ``stats.end``.
+    The stats are the run's whole training so far, a resumed part included.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats()
@@ -133,15 +159,22 @@ def train(
     )
     warmup = int(hp["warmup_ratio"] * len(batches))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, len(batches)))
+    running = torch.zeros((), device=device)
+    if resume is not None:  # where an earlier call stopped: its optimiser, schedule, generators, stats
+        stats, running = _restore(resume, optimizer, schedule, device)
+    first = stats.steps
+    last = first if stats.stopped_early else min(until or len(batches), len(batches))
     model.train()
     static = config.compile if static_shapes is None else static_shapes
     shapes = StaticShapes.for_lengths(config.max_length, config.batch_size) if static else None
-    forward = compile_model(model, device, shapes) if config.compile else model
+    forward = compile_model(model, device, shapes) if config.compile and last > first else model
     graphs = config.compile and uses_cuda_graphs(device, shapes)
-    running = torch.zeros((), device=device)
     start = time.perf_counter()
-    bar = tqdm(batches, desc="train", unit="step", disable=None if progress else True, leave=False)
-    for step, indices in enumerate(bar, start=1):
+    paused_before = stats.checkpoint_seconds
+    bar = tqdm(
+        batches[first:last], desc="train", unit="step", disable=None if progress else True, leave=False
+    )
+    for step, indices in enumerate(bar, start=first + 1):
         batch = to_device(collate(split, indices, pad_id, shapes), device)
         labels = batch.pop("labels")
         if graphs:  # the previous step's graph outputs may be overwritten from here on
@@ -159,25 +192,56 @@ def train(
             hooks.after_step(step)
         optimizer.zero_grad(set_to_none=True)
         running += loss.detach()
+        stats.steps = step
         stats.samples += len(indices)
         stats.tokens += int(split.lengths[indices].sum())
         stats.padded_tokens += batch["input_ids"].numel()
         if step % config.log_every == 0 or step == len(batches):
-            mean_loss = running.item() / (step - (stats.loss_history[-1][0] if stats.loss_history else 0))
-            running.zero_()
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"loss became {mean_loss} by step {step}")
-            stats.loss_history.append((step, mean_loss))
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            _log_loss(stats, running, bar)
         if step in checkpoints.steps and checkpoints.on_checkpoint is not None:
             paused = _synchronized(device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                checkpoints.on_checkpoint(step)
+                stop = checkpoints.on_checkpoint(step)
             model.train()
             stats.checkpoint_seconds += _synchronized(device) - paused
-    stats.seconds = _synchronized(device) - start - stats.checkpoint_seconds
-    stats.steps = len(batches)
+            if stop and step < len(batches):
+                stats.stopped_early = True
+                break
+    if stats.stopped_early and (not stats.loss_history or stats.loss_history[-1][0] != stats.steps):
+        _log_loss(stats, running, bar)  # the last stretch of a run that stopped early
+    spent = _synchronized(device) - start - (stats.checkpoint_seconds - paused_before)
+    stats.seconds += spent
+    if keep_state:
+        stats.end = LoopState(
+            stats.steps, optimizer.state_dict(), schedule.state_dict(), torch.get_rng_state(),
+            torch.cuda.get_rng_state(device) if device.type == "cuda" else None, running.clone(),
+            replace(stats, loss_history=list(stats.loss_history), end=None),
+        )  # fmt: skip
     return stats
+
+
+def _log_loss(stats: TrainStats, running: torch.Tensor, bar: tqdm) -> None:
+    """Log the mean loss since the last logged step (and stop a run whose loss is no longer finite)."""
+    since = stats.steps - (stats.loss_history[-1][0] if stats.loss_history else 0)
+    mean_loss = running.item() / since
+    running.zero_()
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"loss became {mean_loss} by step {stats.steps}")
+    stats.loss_history.append((stats.steps, mean_loss))
+    bar.set_postfix(loss=f"{mean_loss:.4f}")
+
+
+def _restore(
+    state: LoopState, optimizer: torch.optim.Optimizer, schedule: Any, device: torch.device
+) -> tuple[TrainStats, torch.Tensor]:
+    """Put the optimiser, schedule and generators back where ``state`` left them."""
+    optimizer.load_state_dict(state.optimizer)
+    schedule.load_state_dict(state.schedule)
+    torch.set_rng_state(state.rng)
+    if device.type == "cuda" and state.device_rng is not None:
+        torch.cuda.set_rng_state(state.device_rng, device)
+    stats = replace(state.stats, loss_history=list(state.stats.loss_history), end=None)
+    return stats, state.running.to(device).clone()
 
 
 def _synchronized(device: torch.device) -> float:

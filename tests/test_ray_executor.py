@@ -19,7 +19,6 @@ import peftbench
 from conftest import claimed, keyword_folder, registered, sharing_context, snapshot
 from fake_plugins import HeadProbe
 from peftbench import Method, hookimpl
-from peftbench.methods.lora import Lora
 from peftbench.models import classification_head
 from peftbench.records import RecordWarning, read_records
 from peftbench.runs.sharing import available_cpus
@@ -31,7 +30,6 @@ from peftbench.runs.ray_executor import RayExecutor, task_resources  # noqa: E40
 TESTS = Path(__file__).resolve().parent
 IN_RAY_WORKER = "PEFTBENCH_TEST_IN_RAY_WORKER"  # set for the cluster's workers only, never in pytest
 HP = {"lora": {"learning_rate": 1e-2}, "ia3": {"learning_rate": 5e-2}}
-LORA_GRID = len(Lora.search_space["learning_rate"])  # lora's search space
 
 
 class SuddenDeath(Method):
@@ -105,18 +103,20 @@ def keyword_data(tmp_path_factory) -> Path:
 def sweep(keyword_data, out, methods, tuned=(), **options):
     """2 epochs of tiny GPT-2 on the keyword task, seeds 0 and 1, no reference rows.
 
-    Methods in ``tuned`` get their learning rate from their search space (``tune=True``).
+    Methods in ``tuned`` get their learning rate by successive halving (``tune=True``), on 2 seeds.
     """
     hp = {name: values for name, values in HP.items() if name in methods and name not in tuned}
     hp.update(options.pop("hp", {}))
     options.setdefault("tune", bool(tuned))
-    settings = dict(model="tiny-gpt2", dataset=str(keyword_data), epochs=2, seeds=[0, 1], progress=False)
+    settings = dict(model="tiny-gpt2", dataset=str(keyword_data), epochs=2, seeds=[0, 1], progress=False,
+                    tune_seeds=2, extension_limit=0)  # fmt: skip
     return peftbench.run(**{**settings, **options}, methods=methods, out=out, hp=hp, references=False)
 
 
 @pytest.fixture(scope="module")
 def both(cluster, keyword_data, tmp_path_factory):
-    """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (its whole grid).
+    """The same sweep through each executor: 2 methods x 2 seeds, lora tuned first (successive
+    halving: rounds of runs continuing the saved states of the round before, shipped to the workers).
 
     Both with one torch thread per run, as each Ray task of one CPU has: on CPUs torch splits its
     reductions by thread count, so results are bit-identical only for the same count.
@@ -136,9 +136,14 @@ def test_ray_records_equal_the_local_executors_for_the_same_seeds(both):
     local = {r.run_id: r for r in read_records(both["local"])}
     remote = {r.run_id: r for r in read_records(both["ray"])}
     assert sorted(local) == sorted(remote)  # the same run ids: the same runs, settings included
-    assert sorted((r.method, r.stage) for r in remote.values()) == sorted(
-        [("lora", "tune")] * LORA_GRID + [("lora", "final"), ("ia3", "final")] * 2
-    )
+    finals = sorted((r.method, r.stage) for r in remote.values() if r.stage == "final")
+    assert finals == sorted([("lora", "final"), ("ia3", "final")] * 2)
+    tuned = [r for r in remote.values() if r.stage == "tune"]
+    assert {r.method for r in tuned} == {"lora"} and {r.training["until"] for r in tuned} > {None}  # rounds
+    continued = [r for r in remote.values() if r.training and r.training["continued_from"]]
+    assert continued and all(r.training["continued_from"] in remote for r in continued)
+    assert {r.training["continued_from"] is not None for r in remote.values() if r.method == "lora"
+            and r.stage == "final"} == {True}  # fmt: skip
     for run_id, mine in remote.items():
         theirs = local[run_id]
         assert mine.status == theirs.status == "complete", mine.error
@@ -164,9 +169,9 @@ def test_a_ray_sweep_resumes_a_local_one_by_skipping_every_finished_run(both, ke
     before = {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")}
     methods = ["lora", "ia3"]
     board = sweep(keyword_data, both["local"], methods, tuned=["lora"], executor="ray", progress=True)
-    assert capfd.readouterr().err.count("skipped, complete record exists") == LORA_GRID + 4
+    assert capfd.readouterr().err.count("skipped, complete record exists") == len(before)
     assert {p.name: p.read_bytes() for p in (both["local"] / "records").glob("*.json")} == before
-    assert len(board.records) == LORA_GRID + 4
+    assert len(board.records) == len(before)
 
 
 def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(cluster, keyword_data, tmp_path):

@@ -41,7 +41,7 @@ def test_every_record_carries_its_costs(lora_and_prefix):
     out, board = lora_and_prefix
     record = next(r for r in board.records if r.method == "lora")
     costs = record.costs
-    assert costs["train_steps"] == 2 and costs["train_seconds"] > 0
+    assert costs["train_steps"] == 6 and costs["train_seconds"] > 0  # 64 examples, 3 epochs
     assert costs["train_tokens_per_second"] > 0 and costs["train_samples_per_second"] > 0
     assert 0.5 < costs["padding_efficiency"] <= 1.0
     assert costs["peak_memory_mb"] > 50 and costs["eval_seconds"] > 0

@@ -96,7 +96,8 @@ def test_run_help_shows_every_setting_with_its_help(capsys):
         flag = _cli(field).get("flag") or "--" + name.replace("_", "-")
         assert flag in text and (_cli(field).get("help") or field.description) in text, name
     assert (
-        "--epochs EPOCHS passes over the training split" in text and "(default: 1.0, > 0 and ≤ 1000)" in text
+        "--epochs EPOCHS the most passes over the training split" in text
+        and "(default: 3.0, > 0 and ≤ 1000)" in text
     )
 
 

@@ -15,7 +15,12 @@ from peftbench.methods.hyperparameters import TrainingHyperparameters
 from peftbench.methods.lora import Lora
 from peftbench.plugins import collect_methods
 
-SWEEP = dict(model="tiny-gpt2", methods=["lora", "ia3", "prefix_tuning"], epochs=4, tune=True, progress=False)
+# An exhaustive search on one seed, without extension, keeping the end of training: 0.3's protocol
+# (the search strategies themselves are tested in test_search.py).
+SWEEP = dict(
+    model="tiny-gpt2", methods=["lora", "ia3", "prefix_tuning"], epochs=4, tune=True, progress=False,
+    search="grid", tune_seeds=1, extension_limit=0, checkpoints=1,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

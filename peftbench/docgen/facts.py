@@ -12,7 +12,16 @@ from collections.abc import Iterable
 from peftbench.formatting import escape, value
 from peftbench.records import RunRecord
 
-TRAINING_SETTINGS = ("epochs", "batch_size", "max_length", "max_steps", "precision")
+TRAINING_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "max_length",
+    "max_steps",
+    "checkpoints",
+    "patience",
+    "precision",
+)
+SEARCHES = {"halving": "successive halving", "grid": "exhaustive search"}
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
@@ -65,7 +74,17 @@ def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
     seeds = ", ".join(str(seed) for seed in sorted({record.seed for record in final}))
     tuned = [record for record in final if record.tuning]
     candidates = sum(1 for record in every if record.stage == "tune")
-    if tuned:
+    searches = _distinct(str(record.tuning.get("search") or "") for record in tuned)
+    if searches:  # since 0.4: a search strategy, several tuning seeds, the best checkpoint kept
+        counts = _distinct(str(len(r.tuning.get("settings", {}).get("tune_seeds") or [])) for r in tuned)
+        tuning = (
+            f"tuned on the validation split by {' / '.join(SEARCHES.get(s, s) for s in searches)} "
+            f"({candidates} tuning runs; a candidate's score is its mean validation accuracy over "
+            f"{' / '.join(counts)} seeds, ties to the lower validation loss; test never evaluated for "
+            "tuning runs), then every seed evaluated on test, each run's kept model being its best "
+            "validation checkpoint"
+        )
+    elif tuned:
         tuning = (
             f"tuned on the validation split ({candidates} candidate runs with the first seed; "
             "test never evaluated for candidates), then every seed evaluated on test"
@@ -73,7 +92,11 @@ def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
     else:
         tuning = "not tuned: each method's defaults (or --hp overrides)"
     settings = _distinct(
-        ", ".join(f"{key}={value(record.train_config.get(key))}" for key in TRAINING_SETTINGS)
+        ", ".join(
+            f"{key}={value(record.train_config.get(key))}"
+            for key in TRAINING_SETTINGS
+            if key in record.train_config
+        )
         for record in final
     )
     return "<br>".join(
@@ -93,8 +116,12 @@ def test_size(records: list[RunRecord]) -> str:
 
 
 def compute(records: list[RunRecord]) -> str:
-    """Total training time over every run, tuning candidates included: what the table cost."""
-    seconds = sum(float(record.costs.get("train_seconds") or 0.0) for record in records)
+    """Total training time over every run, tuning candidates included: what the table cost (a run
+    that continued another's saved state counts what it trained itself)."""
+    seconds = sum(
+        float(record.costs.get("spent_train_seconds", record.costs.get("train_seconds")) or 0.0)
+        for record in records
+    )
     return escape(
         f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included", "html"
     )

@@ -16,11 +16,12 @@ from peftbench.docgen import facts
 from peftbench.docgen.curve_plots import BAND, CURVE_PLOTS, curve_plot_files
 from peftbench.docgen.markup import Cell, cell, definition_table, html_table, method_slug, page, slug
 from peftbench.docgen.plots import PLOTS, plot_files
+from peftbench.docgen.search_sections import SEARCH_COST_NOTE, search_cost_table, tuning_text
 from peftbench.formatting import escape, hp_text, number
 from peftbench.leaderboard import Leaderboard, diagnostics
-from peftbench.leaderboard.configurations import edge_keys
 from peftbench.leaderboard.model import GROUP
 from peftbench.leaderboard.report import LEGEND, table_texts
+from peftbench.leaderboard.search_cost import search_cost
 from peftbench.records import RunRecord
 
 REGENERATE = "peftbench docs --records leaderboard/records --site docs"
@@ -185,25 +186,6 @@ def _seed_table(records: list[RunRecord]) -> str:
     return html_table(headers, rows, sortable=True, label="per-seed values")
 
 
-def _tuning(records: list[RunRecord]) -> str:
-    """The candidates tried on validation and the one chosen, from the final records' ``tuning``."""
-    tuning = next((record.tuning for record in records if record.tuning), None)
-    if not tuning:
-        return "not tuned (defaults or --hp)"
-    chosen = tuning.get("chosen") or {}
-    lines = []
-    for candidate in tuning.get("candidates") or []:
-        accuracy = number(candidate.get("validation_accuracy"), ".2f", 100)
-        score = f"validation accuracy {accuracy}%" if accuracy else str(candidate.get("status"))
-        mark = " (chosen)" if candidate.get("hyperparameters") == chosen else ""
-        lines.append(f"{hp_text(candidate.get('hyperparameters') or {})}: {score}{mark}")
-    if tuning.get("note"):
-        lines.append(str(tuning["note"]))
-    for key in edge_keys(tuning):
-        lines.append(f"{key}: the choice is the end of its search range; the best value may lie beyond it")
-    return "<br>".join(escape(line, "html") for line in lines) or "no candidates"
-
-
 def _method_section(table: Table, row: pd.Series, known_methods: Collection[str]) -> str:
     label, method = str(row["label"]), str(row["method"])
     records = table.runs(row)
@@ -216,13 +198,19 @@ def _method_section(table: Table, row: pd.Series, known_methods: Collection[str]
         ("Source", escape(row["source"], "html")),
         ("Test accuracy %", escape(f"{accuracy} ({per_seed})" if per_seed else accuracy, "html")),
         ("Hyper-parameters", escape(hp_text(row["hyperparameters"]), "html") or "none"),
-        ("Tuning", _tuning(records)),
+        ("Tuning", tuning_text(records)),
         ("Diagnostics", escape(diagnostics.details_text(row), "html")),
     ]
     page_link = f"../methods/{method_slug(method)}.md"
     link = f"\n\n[About {escape(method, 'markdown')}]({page_link})" if method in known_methods else ""
     heading = f"### {escape(label, 'markdown')} {{#{anchor(label)}}}"
     return f"{heading}\n\n{definition_table(pairs)}{link}\n\n{_seed_table(records)}"
+
+
+def _search_cost_block(table: Table) -> str:
+    costs = [search_cost(table.runs(row), table.every) for _, row in table.frame.iterrows()]
+    found = [cost for cost in costs if cost is not None]
+    return f"{SEARCH_COST_NOTE}\n\n{search_cost_table(found)}" if found else search_cost_table(found)
 
 
 def table_page(table: Table, known_methods: Collection[str]) -> str:
@@ -244,6 +232,8 @@ def table_page(table: Table, known_methods: Collection[str]) -> str:
         _plots_block(table),
         "## Learning curves",
         _curves_block(table),
+        "## Search cost",
+        _search_cost_block(table),
         "## Per method",
         *sections,
     )

@@ -13,7 +13,7 @@ from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
 from peftbench.formatting import escape, number, value
 from peftbench.methods.base import FEATURES_FACT
-from peftbench.methods.hyperparameters import declared
+from peftbench.methods.hyperparameters import declared, declared_search_range
 from peftbench.plugins import MethodRegistry, RegisteredMethod
 
 ROLES = {
@@ -43,8 +43,23 @@ def _search_table(entry: RegisteredMethod) -> str:
     grid = entry.method.tuning_grid()
     if not grid:
         return "<p>Nothing to tune.</p>"
-    rows = [[cell(key), cell(", ".join(value(v) for v in values))] for key, values in grid.items()]
-    return html_table(["name", "values tried"], rows, label="search space")
+    fields = entry.method.hyperparameter_model().model_fields
+    rows = [
+        [cell(key), cell(", ".join(value(v) for v in values)), cell(_extends(fields.get(key), values))]
+        for key, values in grid.items()
+    ]
+    return html_table(["name", "values tried first", "extended within"], rows, label="search space")
+
+
+def _extends(field, values: list) -> str:
+    """Where ``--tune`` may extend a key past its values, and with which spacing."""
+    numbers = {v for v in values if isinstance(v, int | float) and not isinstance(v, bool)}
+    if len(numbers) < 2:
+        return "not extended"
+    found = declared_search_range(field)
+    low = "no lower end" if found.low is None else value(found.low)
+    high = "no upper end" if found.high is None else value(found.high)
+    return f"{low} to {high}, {'log' if found.log else 'linear'} spacing"
 
 
 def _appearances(name: str, tables: Sequence[Table]) -> str:
@@ -86,7 +101,10 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         "type or a value out of range is refused before any training.</p>",
         _hyperparameter_table(entry),
         "## Search space",
-        "<p>What <code>--tune</code> tries with the first seed, choosing by validation accuracy.</p>",
+        "<p>What <code>--tune</code> tries first (successive halving by default, or every value "
+        "with <code>--search grid</code>), choosing by the mean validation accuracy over "
+        "<code>--tune-seeds</code> seeds. Where the best is the smallest or largest value tried, the "
+        "next one beyond is tried too, with the same spacing, within the range shown.</p>",
         _search_table(entry),
         "## Run it",
         _usage(usage),

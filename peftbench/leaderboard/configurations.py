@@ -7,6 +7,7 @@ from typing import Any
 
 from peftbench.formatting import hp_text
 from peftbench.records import RunRecord, run_key
+from peftbench.settings import train_identity
 
 #: The columns that name a run in every per-run frame (pandas dtypes): its table, its row, itself.
 RUN_IDENTITY = {
@@ -29,7 +30,7 @@ def config_key(record: RunRecord) -> str:
 def _config(record: RunRecord) -> dict[str, Any]:
     return {
         "hp": record.hyperparameters,
-        "train": record.train_config,
+        "train": train_identity(record.train_config),
         "data": record.dataset_fingerprint,
         "source": record.method_source,
         "peftbench": record.peftbench_version,
@@ -81,10 +82,26 @@ def _shown(section: str, key: str | None, config: dict) -> str:
     return {"data": f"data {found[:6]}", "peftbench": f"peftbench {found}"}.get(section, str(found))
 
 
-def edge_keys(tuning: dict[str, Any] | None) -> list[str]:
-    """Keys whose chosen value is the smallest or largest value tried: the optimum may lie beyond."""
+#: Why a search stopped extending a key, as the records say (``peftbench.runs.search.extension``),
+#: and what a table shows for it: nothing where the choice is inside the values tried.
+STOP_NOTES = {"inside": None, "at bound": "at bound", "at limit": "at limit"}
+LEGACY_EDGE = "grid edge"  # records from before the search extended its edges
+
+
+def edge_notes(tuning: dict[str, Any] | None) -> dict[str, str]:
+    """Per tuned key whose choice may not be the best value: ``at bound`` (the end of its declared
+    range), ``at limit`` (the extension limit stopped the search), or, in records written before
+    searches extended their edges, ``grid edge`` (the end of the values tried)."""
     if not tuning or not tuning.get("chosen"):
-        return []
+        return {}
+    stops = tuning.get("stops")
+    if isinstance(stops, dict):
+        return {key: STOP_NOTES[stop] for key, stop in stops.items() if STOP_NOTES.get(stop)}
+    return dict.fromkeys(_edge_keys(tuning), LEGACY_EDGE)
+
+
+def _edge_keys(tuning: dict[str, Any]) -> list[str]:
+    """Keys whose chosen value is the smallest or largest value tried: the optimum may lie beyond."""
     edges = []
     for key, chosen in tuning["chosen"].items():
         tried = {

@@ -22,7 +22,7 @@ import pandas as pd
 
 from peftbench.formatting import budget_text, hp_text
 from peftbench.leaderboard import diagnostics
-from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_keys, variant_labels
+from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_notes, variant_labels
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records
@@ -288,7 +288,7 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "mfu": c.get("model_flops_utilisation"),
         **{column: c.get(column) for column in INFERENCE_COLUMNS},
         "reload_identical": record.reload.get("predictions_identical"),
-        "tuned": hp_text(chosen, edge_keys(record.tuning)),
+        "tuned": hp_text(chosen, edge_notes(record.tuning)),
         "tuned_values": dict(chosen),
         "budget": budget_text(record.budget),
         "error": record.error,

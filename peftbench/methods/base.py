@@ -94,7 +94,9 @@ class Method(ABC):
     role: ClassVar[str] = "method"
     #: Run in every sweep (unless references are switched off), like the baseline.
     always_run: ClassVar[bool] = False
-    #: Values ``--tune`` tries, chosen on validation; ``None``: the learning rate x {1/3, 1, 3}.
+    #: Values ``--tune`` tries first, chosen on validation; ``None``: the learning rate x {1/3, 1, 3}.
+    #: Where the best is the smallest or largest value of a numeric key, the search goes on beyond it
+    #: with the same spacing, within the key's declared search range (``search_range``).
     search_space: ClassVar[dict[str, list[Any]] | None] = None
     #: The whole-number hyper-parameter that scales the method's size (LoRA's ``r``), which
     #: ``--budget`` sets so that every method trains about as many parameters; ``None`` where the
@@ -166,7 +168,10 @@ class Method(ABC):
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimiser step, ``step`` counting from 1 to ``task.plan.total_steps``,
-        before the gradients are cleared. Optional, like ``extra_loss``."""
+        before the gradients are cleared. Optional, like ``extra_loss``. A method that defines it
+        may keep state of its own that no saved training state holds, so its runs are never
+        continued from one (successive halving's survivors, final runs): they train from the start,
+        to the same result."""
         raise NotImplementedError
 
     def merge(self, model: nn.Module) -> nn.Module | None:

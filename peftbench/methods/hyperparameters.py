@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from peftbench.errors import PeftbenchError
@@ -77,21 +78,72 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, validate_default=True)
 
 
+@dataclass(frozen=True)
+class SearchRange:
+    """How far ``--tune`` may extend a numeric key beyond its search space, and with which spacing."""
+
+    low: float | None  # None: open on that side
+    high: float | None
+    log: bool  # spaced by ratios (learning rates), else by differences
+
+
+#: Where every method's learning rate is searched, unless a method gives a narrower range and says why.
+LEARNING_RATE_SEARCH = SearchRange(1e-6, 1e-1, log=True)
+
+
+def search_range(low: float | None, high: float | None, log: bool = False) -> dict[str, Any]:
+    """A field's ``json_schema_extra`` declaring its search range: ``Field(8, ge=1,
+    json_schema_extra=search_range(1, 64, log=True))``."""
+    return {"search": {"low": low, "high": high, "log": log}}
+
+
+def declared_search_range(field: FieldInfo | None) -> SearchRange:
+    """The key's declared search range, else its validation bounds with linear spacing."""
+    declared = (field.json_schema_extra or {}).get("search") if field is not None else None
+    if isinstance(declared, dict):
+        return SearchRange(declared.get("low"), declared.get("high"), bool(declared.get("log")))
+    bounds = field_bounds(field)
+    return SearchRange(bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt")), log=False)
+
+
 class TrainingHyperparameters(Hyperparameters):
     """The optimiser's hyper-parameters, which every method that trains has."""
 
-    learning_rate: float = Field(5e-4, ge=1e-12, description="peak learning rate of AdamW")
+    learning_rate: float = Field(
+        5e-4,
+        ge=1e-12,
+        description="peak learning rate of AdamW",
+        json_schema_extra=search_range(LEARNING_RATE_SEARCH.low, LEARNING_RATE_SEARCH.high, log=True),
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW's decoupled weight decay")
     warmup_ratio: float = Field(
         0.06, ge=0.0, le=1.0, description="share of the steps with a linear warm-up (then linear decay)"
     )
 
 
-def learning_rate_field(default: float) -> Any:
+def learning_rate_field(
+    default: float, search: tuple[float, float] | None = None, reason: str | None = None
+) -> Any:
     """The learning rate with a method's own default; its bounds and help stay as declared above:
-    ``learning_rate: float = learning_rate_field(1e-3)``."""
+    ``learning_rate: float = learning_rate_field(1e-3)``. ``--tune`` searches it within
+    ``LEARNING_RATE_SEARCH``; a method with a reason for a narrower ``search`` range gives both,
+    and the reason becomes part of the key's help."""
     declared = TrainingHyperparameters.model_fields["learning_rate"]
-    return Field(default, description=declared.description, **field_bounds(declared))
+    extra, description = declared.json_schema_extra, declared.description
+    if search is not None:
+        low, high = search
+        if not reason:
+            raise PeftbenchError(
+                "learning_rate_field: a narrower learning-rate search range needs its reason (reason=...)"
+            )
+        if low < LEARNING_RATE_SEARCH.low or high > LEARNING_RATE_SEARCH.high or low >= high:
+            raise PeftbenchError(
+                f"learning_rate_field: search range {low:g} to {high:g} is not inside "
+                f"{LEARNING_RATE_SEARCH.low:g} to {LEARNING_RATE_SEARCH.high:g}"
+            )
+        extra = search_range(low, high, log=True)
+        description = f"{description}; searched from {low:g} to {high:g}: {reason}"
+    return Field(default, description=description, json_schema_extra=extra, **field_bounds(declared))
 
 
 @dataclass(frozen=True)
@@ -153,7 +205,8 @@ def from_defaults(
                 high = None if high is None else math.floor(high)
             limits = {k: v for k, v in (("ge", low), ("le", high)) if v is not None}
         description = inherited.description if inherited else None
-        fields[key] = (annotation, Field(default, description=description, **limits))
+        extra = inherited.json_schema_extra if inherited else None
+        fields[key] = (annotation, Field(default, description=description, json_schema_extra=extra, **limits))
     return create_model(f"{name.title().replace('_', '')}Hyperparameters", __base__=base, **fields)
 
 

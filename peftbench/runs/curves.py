@@ -1,48 +1,142 @@
-"""A run's learning curves: training loss at every logged step, and validation accuracy and loss
-at a few evenly spaced steps, the last being the run's own validation evaluation (not repeated).
+"""Validation during training: one set of evaluations serves the learning curve and the choice of
+the checkpoint a run keeps.
 
-The evaluations during training go through the same evaluator as the final one and do not change
-the training (see ``Checkpoints``), so a run gives the same result whatever ``curve_points`` is.
+``checkpoints`` evaluations, evenly spaced over the plan's maximum with the last at its end, are the
+candidates for the kept model: the best on validation (``peftbench.runs.selection``) is restored
+before the run is tested, saved and reloaded, and ``patience`` ends a run after that many
+checkpoints without improvement. ``curve_points`` adds evaluations for the curve alone. The
+evaluations go through the same evaluator as any other and do not change the training (see
+``Checkpoints``), so the extra curve points never change a run's result.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from peftbench.evaluation import EvalResult
 from peftbench.runs.context import SweepContext
+from peftbench.runs.selection import Score, best
 from peftbench.train import Checkpoints, TrainStats, checkpoint_steps
 
 #: The series a record's ``curves`` may hold, each a list of ``[step, value]`` pairs.
 CURVES = ("train_loss", "validation_accuracy", "validation_loss")
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The validation split scored at one step."""
+
+    step: int
+    accuracy: float
+    macro_f1: float
+    loss: float
+    selects: bool  # a checkpoint (may be kept), not a curve point only
+
+    @property
+    def score(self) -> Score:
+        return Score.of_metrics(self.metrics())
+
+    def metrics(self) -> dict[str, float]:
+        return {"validation_accuracy": self.accuracy, "validation_macro_f1": self.macro_f1,
+                "validation_loss": self.loss}  # fmt: skip
+
+
 @dataclass
-class ValidationCurve:
-    """Collects the validation points of one run while it trains."""
+class ValidationCheckpoints:
+    """The validation evaluations of one run while it trains, and the checkpoint it keeps."""
 
-    points: int  # how many were asked for, the final evaluation included (0: none)
-    seen: list[tuple[int, float, float]] = field(default_factory=list)  # (step, accuracy, loss)
+    total: int  # the plan's maximum: optimiser steps
+    checkpoints: int  # how many compete to be kept, the last at ``total``
+    patience: int | None = None
+    curve_points: int = 0
+    evaluations: list[Evaluation] = field(default_factory=list)
+    best_weights: dict[str, torch.Tensor] | None = None  # of the best checkpoint, unless at ``total``
+    not_finite: bool = False  # an evaluation had NaN or infinite logits: the run diverged
 
-    def checkpoints(self, ctx: SweepContext, model: torch.nn.Module) -> Checkpoints:
-        """The training loop's checkpoints: every curve step but the last, which is the run's end."""
-        steps = checkpoint_steps(ctx.task.plan.total_steps, self.points)[:-1]
+    @property
+    def selecting_steps(self) -> list[int]:
+        return checkpoint_steps(self.total, self.checkpoints)
 
-        def evaluate(step: int) -> None:
+    @property
+    def kept(self) -> Evaluation | None:
+        """The best checkpoint so far (ties: the earlier)."""
+        return _best([e for e in self.evaluations if e.selects])
+
+    def hook(self, ctx: SweepContext, model: torch.nn.Module) -> Checkpoints:
+        """What the training loop calls: evaluate, keep the best checkpoint's weights, say when to stop."""
+        selecting = set(self.selecting_steps)
+        steps = selecting | set(checkpoint_steps(self.total, self.curve_points))
+
+        def evaluate(step: int) -> bool:
             result = ctx.evaluate(model, ctx.validation)
-            self.seen.append((step, result.accuracy, result.loss))
+            self.look(step, result, step in selecting, model)
+            return self.not_finite or self.out_of_patience()
 
-        return Checkpoints(frozenset(steps), evaluate) if steps else Checkpoints()
+        return Checkpoints(frozenset(steps), evaluate)
 
-    def curves(self, stats: TrainStats, validation: EvalResult) -> dict[str, list[list[float]]]:
+    def look(self, step: int, result: EvalResult, selects: bool, model: torch.nn.Module | None) -> None:
+        """Record one evaluation; a new best checkpoint's trainable weights are copied (unless it is
+        the plan's last step, where the model itself stays as it is)."""
+        if not np.isfinite(result.logits).all():
+            self.not_finite = True
+        before = self.kept
+        evaluation = Evaluation(step, result.accuracy, result.macro_f1, result.loss, selects)
+        self.evaluations.append(evaluation)
+        if selects and model is not None and evaluation.score.beats(before and before.score):
+            self.best_weights = None if step >= self.total else trainable_weights(model)
+
+    def out_of_patience(self) -> bool:
+        kept = self.kept
+        if self.patience is None or kept is None:
+            return False
+        since = [e for e in self.evaluations if e.selects and e.step > kept.step]
+        return len(since) >= self.patience
+
+    def restore_kept(self, model: torch.nn.Module, trained_to: int) -> None:
+        """Put the kept checkpoint's weights back into ``model`` (trained to step ``trained_to``)."""
+        kept = self.kept
+        if kept is None or kept.step == trained_to:
+            return
+        if self.best_weights is None:
+            raise RuntimeError(f"the weights of checkpoint {kept.step} were not kept")
+        model.load_state_dict(self.best_weights, strict=False)
+
+    def curves(self, stats: TrainStats) -> dict[str, list[list[float]]]:
         """The record's ``curves``; empty for a run that trained nothing."""
         if not stats.steps:
             return {}
         curves = {"train_loss": [[step, loss] for step, loss in stats.loss_history]}
-        if self.points:
-            seen = [*self.seen, (stats.steps, validation.accuracy, validation.loss)]
-            curves["validation_accuracy"] = [[step, accuracy] for step, accuracy, _ in seen]
-            curves["validation_loss"] = [[step, loss] for step, _, loss in seen]
+        if self.evaluations:
+            curves["validation_accuracy"] = [[e.step, e.accuracy] for e in self.evaluations]
+            curves["validation_loss"] = [[e.step, e.loss] for e in self.evaluations]
         return curves
+
+    def to_state(self, step: int) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+        """What a training state saved at ``step`` keeps of this: the evaluations, and the kept
+        checkpoint's weights unless they are the weights at ``step`` (saved anyway)."""
+        kept = self.kept
+        best = self.best_weights if kept is not None and kept.step != step else None
+        return [asdict(e) for e in self.evaluations], dict(best or {})
+
+    def restore_state(
+        self, evaluations: list[dict[str, Any]], best: dict[str, torch.Tensor], step: int,
+        weights: dict[str, torch.Tensor],
+    ) -> None:  # fmt: skip
+        """The inverse of ``to_state``, with the weights the state holds at ``step``."""
+        self.evaluations = [Evaluation(**e) for e in evaluations]
+        kept = self.kept
+        at_step = kept is not None and kept.step == step and step < self.total
+        self.best_weights = dict(weights) if at_step else (best or None)
+
+
+def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy, on the CPU, of every parameter that trains."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _best(evaluations: list[Evaluation]) -> Evaluation | None:
+    return best(evaluations, lambda e: e.score)

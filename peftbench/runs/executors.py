@@ -111,10 +111,13 @@ class LocalExecutor:
         here = self._here(ctx)
         for spec in specs:
             staged = store.staging(spec.run_id)
+            resume, state = store.state_paths(spec.run_id, spec.resume, spec.keep_state)
             try:
-                record = execute_run(here, spec, staged)
-            except BaseException:  # interrupted (Ctrl-C): leave no half-saved adapter behind
+                record = execute_run(here, spec, staged, resume=resume, state_dir=state)
+            except BaseException:  # interrupted (Ctrl-C): leave no half-saved adapter or state behind
                 shutil.rmtree(staged, ignore_errors=True)
+                if state is not None:
+                    shutil.rmtree(state, ignore_errors=True)
                 raise
             yield spec, record, staged
 

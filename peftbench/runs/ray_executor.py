@@ -3,8 +3,9 @@ has no GPUs): ``1/N`` of a GPU for ``--runs-per-device N``, so N runs share each
 
 Imported only for ``--executor ray``, so Ray stays an optional extra.
 
-The driver collects. A worker returns its run's record and the adapter files it saved (in a
-scratch folder of its own node); the driver — the process running ``peftbench run`` — unpacks the
+The driver collects. A worker returns its run's record and the adapter files (and training state)
+it saved (in a scratch folder of its own node); a run that continues a saved state is sent it the
+same way. The driver — the process running ``peftbench run`` — unpacks the
 adapter into the results store's staging folder for the run, and the store promotes it and writes
 the record exactly as for the local executor. Why: no shared filesystem is needed (a ``ray://``
 client or a cluster of separate disks works the same), one process writes every record, so
@@ -87,7 +88,13 @@ class PhaseBoard:
 
 
 @ray.remote(max_retries=0)  # a run whose worker died is recorded as failed, not silently rerun
-def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandle, runs: int) -> WorkerResult:
+def _run_on_worker(
+    ctx: SweepContext,
+    spec: RunSpec,
+    board: ray.actor.ActorHandle,
+    runs: int,
+    resume_files: dict[str, bytes] | None = None,
+) -> WorkerResult:
     torch.set_num_threads(_assigned_cpus())  # as many threads as CPUs Ray gave this task
     device = torch.device(ctx.device.type)  # "cuda" is the GPU Ray assigned to this task
     enable_tf32(device)
@@ -97,13 +104,16 @@ def _run_on_worker(ctx: SweepContext, spec: RunSpec, board: ray.actor.ActorHandl
         here = worker_context(ctx, device, {**_environment(device), **sharing})
         splits = {name: _writable(getattr(ctx, name)) for name in ("train", "validation", "test")}
         here = dataclasses.replace(here, **splits)
+        unpack_files(resume_files, scratch / "resume")
+        resume = scratch / "resume" if resume_files is not None else None
+        state = scratch / "state" if spec.keep_state else None
         try:
-            record = execute_run(here, spec, scratch / "adapter", on_phase=_reporter(board, spec))
+            record = execute_run(here, spec, scratch / "adapter", _reporter(board, spec), resume, state)
         except StorageError as error:  # this node's scratch disk, not the results folder: the run failed
             cause = error.__cause__ or error
             message = f"{type(cause).__name__}: {cause}"
-            return WorkerResult(lost_record(here, spec, message, "save on a Ray worker"), None)
-        return WorkerResult(record, read_files(scratch / "adapter"))
+            return WorkerResult(lost_record(here, spec, message, "save on a Ray worker"), None, None)
+        return WorkerResult(record, read_files(scratch / "adapter"), read_files(scratch / "state"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -183,7 +193,10 @@ class RayExecutor:
             return
         task = _run_on_worker.options(**self.resources)
         shared = self._share(ctx)
-        pending = {task.remote(shared, spec, self._board, self.runs): spec for spec in specs}
+        pending = {
+            task.remote(shared, spec, self._board, self.runs, _state_files(store, spec)): spec
+            for spec in specs
+        }
         try:
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -237,6 +250,7 @@ class RayExecutor:
         staged = store.staging(spec.run_id)
         try:
             unpack_files(result.adapter_files, staged)
+            unpack_files(result.state_files, store.state_staging(spec.run_id))
         except OSError as error:
             if is_storage_error(error):  # the results folder refused it: the sweep stops
                 shutil.rmtree(staged, ignore_errors=True)
@@ -252,6 +266,12 @@ class RayExecutor:
         except RayError:
             phase = None
         return phase or "an unknown phase"
+
+
+def _state_files(store: ResultStore, spec: RunSpec) -> dict[str, bytes] | None:
+    """The saved training state ``spec`` continues, as bytes to send to its worker (None: none)."""
+    saved = store.saved_state(spec.resume)
+    return read_files(saved) if saved is not None else None
 
 
 def task_resources(device_type: str, runs: int, cpus_per_task: float) -> dict[str, float]:

@@ -12,10 +12,11 @@ was there, the names of the folders involved):
 **The record decides.** A journal whose record digest still matches the record on disk was cut off
 before step 3: the promotion is undone (the new adapter removed, the earlier one put back), so the
 folder is what it was before it. Otherwise the record was written and the promotion is finished (the
-earlier adapter removed). A staging folder left behind is always removed: its run never finished
-saving, or never got its record. An ``.earlier-<run id>`` without a journal (left by peftbench
-before claims, which wrote the record last) is put back, since the record on disk is the earlier
-run's. Only the sweep that holds a run's claim repairs it, so a live sweep's work is never touched.
+earlier adapter removed). A staging folder left behind (of an adapter, or of a training state under
+``states/``) is always removed: its run never finished saving, or never got its record. An
+``.earlier-<run id>`` without a journal (left by peftbench before claims, which wrote the record last)
+is put back, since the record on disk is the earlier run's. Only the sweep that holds a run's claim
+repairs it, so a live sweep's work is never touched.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from peftbench.atomic import write_atomically
 from peftbench.errors import storage_error
 from peftbench.records import ADAPTERS_DIR, record_path
 
+STATES_DIR = "states"  # training states later runs continue (the store's), staged the same way
 STAGING_PREFIX = ".staging-"
 EARLIER_PREFIX = ".earlier-"
 JOURNAL_SUFFIX = ".promotion.json"
@@ -50,8 +52,7 @@ def leftover_run(name: str) -> str | None:
 
 def interrupted_runs(out: Path, claims: Path) -> set[str]:
     """Run ids with a leftover staging or set-aside folder, or an unfinished promotion's journal."""
-    adapters = out / ADAPTERS_DIR
-    names = [p.name for p in adapters.iterdir()] if adapters.is_dir() else []
+    names = [p.name for folder in _staged_folders(out) for p in folder.iterdir()]
     runs = {leftover_run(name) for name in names} - {None}
     runs |= {p.name[: -len(JOURNAL_SUFFIX)] for p in claims.glob(f"*{JOURNAL_SUFFIX}")}
     return runs
@@ -107,10 +108,11 @@ def _repair(out: Path, claims: Path, run_id: str) -> list[str]:
             remove(final)  # cut off after step 2, with nothing there before
             done.append(f"removed the adapter of {run_id} (it was never recorded)")
         end(claims, run_id)
-    for leftover in sorted(adapters.iterdir()) if adapters.is_dir() else []:
+    for leftover in sorted(p for folder in _staged_folders(out) for p in folder.iterdir()):
         if leftover_run(leftover.name) != run_id:
             continue
-        if leftover.name.startswith(EARLIER_PREFIX):  # no journal: peftbench before claims left it
+        # No journal: peftbench before claims left it.
+        if leftover.name.startswith(EARLIER_PREFIX) and leftover.parent == adapters:
             remove(final)
             leftover.rename(final)
             done.append(f"put back the adapter of {run_id} from {leftover.name}")
@@ -118,6 +120,11 @@ def _repair(out: Path, claims: Path, run_id: str) -> list[str]:
             remove(leftover)
             done.append(f"removed {leftover.name}, an unfinished save")
     return done
+
+
+def _staged_folders(out: Path) -> list[Path]:
+    """The folders runs stage into: adapters, and training states."""
+    return [folder for folder in (out / ADAPTERS_DIR, out / STATES_DIR) if folder.is_dir()]
 
 
 def remove(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One run, start to finish: prepare, train, evaluate, save, reload, check, time inference, record.
+"""One run, start to finish: prepare, train (keeping the best validation checkpoint), evaluate,
+save, reload, check, time inference, record.
 
 The same function runs the baseline, the built-ins and every plugin method; it only ever calls
 the ``Method`` interface, and a run that breaks becomes a ``failed``/``diverged`` record instead
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,10 @@ from peftbench.evaluation import EvalResult
 from peftbench.inference_cost import inference_costs
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
-from peftbench.runs.curves import ValidationCurve
+from peftbench.runs.curves import Evaluation, ValidationCheckpoints, trainable_weights
 from peftbench.runs.features import FrozenFeatures, agreement, features_note, head_on_features
 from peftbench.runs.spec import CACHED_FEATURES, RunSpec, new_record
+from peftbench.runs.training_state import SavedState
 from peftbench.train import StepHooks, TrainingDiverged, TrainStats, train
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -35,17 +38,22 @@ def execute_run(
     spec: RunSpec,
     adapter_dir: Path,
     on_phase: Callable[[str], None] | None = None,
+    resume: Path | None = None,
+    state_dir: Path | None = None,
 ) -> RunRecord:
     """Run ``spec`` once; never raises for anything that goes wrong with the run (KeyboardInterrupt
     aside, and a ``StorageError`` when the disk refuses its adapter: full, read-only, permission).
 
-    A ``tune`` run is scored on validation only and saves nothing; a ``final`` run is scored on
+    A ``tune`` run is scored on validation only and saves no adapter; a ``final`` run is scored on
     validation and test, saved into ``adapter_dir`` (created here), reloaded onto a fresh base
-    model and checked, then timed at inference (unless the sweep says not to). ``on_phase``
-    hears each phase as it starts, so whoever watches a run that dies outright (its process
-    killed) can still say in which phase. A complete record says how long each phase took
-    (``<phase>_seconds`` in its costs; training's own figure is ``train_seconds``) and how busy the
-    machine was meanwhile (``load_average_start``/``_end``, ``process_cpu_share``: ``MachineLoad``).
+    model and checked, then timed at inference (unless the sweep says not to). Either keeps the
+    best validation checkpoint (``ValidationCheckpoints``). ``resume`` is a saved training state to
+    continue (ignored unless it is this run's training, or where the method acts after each step);
+    ``state_dir`` is where to save this run's state for others to continue. ``on_phase`` hears each
+    phase as it starts, so whoever watches a run that dies outright (its process killed) can still
+    say in which phase. A complete record says how long each phase took (``<phase>_seconds`` in its
+    costs; training's own figure is ``train_seconds``) and how busy the machine was meanwhile
+    (``load_average_start``/``_end``, ``process_cpu_share``: ``MachineLoad``).
     """
     record = new_record(ctx, spec)
     load = MachineLoad()
@@ -61,25 +69,46 @@ def execute_run(
         model = ctx.place(model, trained)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        reset_peak_memory(ctx.device)
         # What trains, and on what: the model itself, or its head on the frozen model's features.
         trainee, where, features = _trainee(ctx, spec, model, record)
+        config = ctx.train_config
+        checks = ValidationCheckpoints(ctx.task.plan.total_steps, config.checkpoints, config.patience,
+                                       ctx.curve_points)  # fmt: skip
+        saved = _continuable(spec, resume)
+        if saved is not None:
+            trainee.load_state_dict(saved.weights, strict=False)
+            checks.restore_state(saved.evaluations, saved.best, saved.loop.step, saved.weights)
+        reset_peak_memory(ctx.device)
         phases.enter("train")
-        hooks = _step_hooks(spec, model)
-        config, seed, curve = where.train_config, spec.seed, ValidationCurve(ctx.curve_points)
         stats = train(
-            trainee, where.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
-            curve.checkpoints(where, trainee),
+            trainee, where.train, spec.hp, where.train_config, spec.seed, ctx.device, ctx.pad_id,
+            ctx.progress, _step_hooks(spec, model), checks.hook(where, trainee), resume=saved and saved.loop,
+            until=spec.until, keep_state=state_dir is not None,
         )  # fmt: skip
+        # A continued run reports the peak of its whole training, not only of the part it did.
+        stats.peak_memory_mb = max(stats.peak_memory_mb, peak_memory_mb(ctx.device))
+        if stats.end is not None:
+            stats.end.stats.peak_memory_mb = stats.peak_memory_mb
+        if state_dir is not None and stats.end is not None:  # before the kept checkpoint is restored
+            _save_state(state_dir, spec, stats, checks, trainee, ctx.task.plan.total_steps)
         phases.enter("evaluate")
-        validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
-        if features is not None:
-            record.notes.append(agreement(where.evaluate(trainee, where.validation), validation))
+        if checks.not_finite:
+            raise TrainingDiverged("the model's validation logits are not finite (NaN or infinite)")
+        checks.restore_kept(trainee, stats.steps)
+        kept = checks.kept
+        if kept is None:  # nothing trained (or no checkpoint reached): the model as it is
+            result = _finite(where.evaluate(trainee, where.validation), "validation")
+            checks.look(stats.steps, result, True, None)
+            kept = checks.kept
+        if features is not None:  # the head on cached features must be the model's own head
+            full = _finite(ctx.evaluate(model, ctx.validation), "validation")
+            record.notes.append(agreement(where.evaluate(trainee, where.validation), full))
         # Tuning runs never touch test, so the choice among them cannot depend on it.
         test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
-        record.metrics = _metrics(validation, test, stats)
-        record.costs.update(_costs(stats, trainable, total, ctx.device, test))
-        record.curves = curve.curves(stats, validation)
+        record.metrics = _metrics(kept, test, stats)
+        record.costs.update(_costs(stats, trainable, total, ctx.device, test, saved and saved.loop.stats))
+        record.curves = checks.curves(stats)
+        record.training = _training(stats, kept, ctx.task.plan.total_steps, spec, saved)
         if test is not None:
             phases.enter("save")
             adapter_dir.mkdir(parents=True)
@@ -141,6 +170,45 @@ def _trainee(
     return *head_on_features(model, features, ctx, spec.method.name), features
 
 
+def _save_state(
+    folder: Path, spec: RunSpec, stats: TrainStats, checks: ValidationCheckpoints, model, total: int
+) -> None:
+    """Save where the run stands; one that will not train further needs no optimiser moments."""
+    loop = stats.end
+    if stats.steps >= total or stats.stopped_early:
+        loop = replace(loop, optimizer={"state": {}, "param_groups": loop.optimizer["param_groups"]})
+    evaluations, best = checks.to_state(stats.steps)
+    SavedState(spec.training_key, loop, trainable_weights(model), best, evaluations).save(folder)
+
+
+def _continuable(spec: RunSpec, resume: Path | None) -> SavedState | None:
+    """The saved state to continue, where there is one for exactly this training. A method that
+    acts after each step may keep state of its own that no saved state holds: it starts afresh
+    (and gets the same result, only later)."""
+    if resume is None or spec.method.defines("after_step"):
+        return None
+    try:
+        saved = SavedState.load(resume)
+    except (OSError, ValueError, KeyError):  # gone or unreadable: training from the start is the same
+        return None
+    return saved if saved.identity == spec.training_key else None
+
+
+def _training(
+    stats: TrainStats, kept: Evaluation, total: int, spec: RunSpec, saved: SavedState | None
+) -> dict[str, object]:
+    """What the record says about the run's length: the step kept, where training ended and why."""
+    return {
+        "kept_step": kept.step,
+        "last_step": stats.steps,
+        "max_steps": total,
+        "stopped_early": stats.stopped_early,
+        "until": spec.until,
+        "continued_from": spec.resume if saved is not None else None,
+        "from_step": saved.loop.step if saved is not None else 0,
+    }
+
+
 def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
     """The method's training hooks, bound to the model it trains; only those it defines."""
     method = spec.method
@@ -150,11 +218,9 @@ def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
     )
 
 
-def _metrics(validation: EvalResult, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:
+def _metrics(kept: Evaluation, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:
     metrics = {
-        "validation_accuracy": validation.accuracy,
-        "validation_macro_f1": validation.macro_f1,
-        "validation_loss": validation.loss,
+        **kept.metrics(),
         "final_train_loss": stats.loss_history[-1][1] if stats.loss_history else float("nan"),
     }
     if test is not None:
@@ -163,8 +229,16 @@ def _metrics(validation: EvalResult, test: EvalResult | None, stats: TrainStats)
 
 
 def _costs(
-    stats: TrainStats, trainable: int, total: int, device: torch.device, test: EvalResult | None
+    stats: TrainStats,
+    trainable: int,
+    total: int,
+    device: torch.device,
+    test: EvalResult | None,
+    before: TrainStats | None,
 ) -> dict[str, float]:
+    """The run's costs; training's are the whole training of its model (a continued part included),
+    ``spent_*`` what this run itself spent (less, where it continued a saved state)."""
+    before = before or TrainStats()
     costs = {
         "trainable_params": trainable,
         "total_params": total,
@@ -172,11 +246,14 @@ def _costs(
         "train_steps": stats.steps,
         "train_seconds": stats.seconds,
         "curve_eval_seconds": stats.checkpoint_seconds,
+        "spent_train_steps": stats.steps - before.steps,
+        "spent_train_seconds": stats.seconds - before.seconds,
+        "spent_checkpoint_seconds": stats.checkpoint_seconds - before.checkpoint_seconds,
         "train_samples_per_second": stats.samples_per_second,
         "train_tokens_per_second": stats.tokens_per_second,
         "padding_efficiency": stats.padding_efficiency,
         "model_flops_utilisation": model_flops_utilisation(stats.tokens_per_second, total, trainable, device),
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": max(stats.peak_memory_mb, peak_memory_mb(device)),
     }
     if test is not None:
         costs["eval_seconds"] = test.seconds

@@ -1,8 +1,10 @@
 """What a run is: a method with resolved hyper-parameters, a seed and a stage, named by a run id.
 
 The run id hashes everything that decides the run's result (model, data and its fingerprint,
-method and where it came from, hyper-parameters, training settings, seed, stage, peftbench
-version), so a run that exists complete is never repeated unless asked to.
+method and where it came from, hyper-parameters, training settings, seed, stage, the step a
+tuning run stops at, peftbench version), so a run that exists complete is never repeated unless
+asked to. Where a run continues from (``resume``) is not part of it: continuing a saved training
+state gives exactly what training from the start gives.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from peftbench.methods.base import Method
 from peftbench.plugins import RegisteredMethod
 from peftbench.records import RunRecord, now, run_key
 from peftbench.runs.context import SweepContext
+from peftbench.settings import train_identity
 from peftbench.version import __version__
 
 STAGES = ("tune", "final")  # tune: a candidate scored on validation only; final: on test too
@@ -31,6 +34,10 @@ class RunSpec:
     tuning: dict[str, Any] | None = None  # final runs of a tuned sweep: the choice and its candidates
     label: str = ""  # what progress lines call it, e.g. "lora seed 1"
     budget: dict[str, Any] | None = None  # under --budget: the size the method was given, and how close
+    until: int | None = None  # a tuning run that stops after this step (None: the plan's end)
+    resume: str | None = None  # the run whose saved training state this one continues, if it still exists
+    keep_state: bool = False  # save the training state at the end (``states/<run id>``) for others
+    training_key: str = ""  # what is trained, stage and stop aside: a saved state continues only this
 
     @property
     def method(self):
@@ -57,24 +64,49 @@ def make_spec(
     tuning: dict[str, Any] | None = None,
     label: str = "",
     budget: dict[str, Any] | None = None,
+    until: int | None = None,
+    resume: str | None = None,
+    keep_state: bool = False,
 ) -> RunSpec:
-    key = run_key(
-        {
-            "model": ctx.model_spec.name,
-            "dataset": ctx.dataset_name,
-            "fingerprint": ctx.dataset_fingerprint,
-            "method": entry.method.name,
-            "source": entry.source,
-            "hp": hp,
-            "train": train_settings(ctx, entry.method),
-            "seed": seed,
-            "stage": stage,
-            "peftbench": __version__,
-        }
-    )
+    """The run of ``entry`` with ``hp`` and ``seed`` (a tuning run stops after step ``until``)."""
+    if until is not None and until >= ctx.task.plan.total_steps:
+        until = None  # the plan's end
+    parts = training_parts(ctx, entry, hp, seed)
+    key = run_key({**parts, "stage": stage, **({"until": until} if until is not None else {})})
     prefix = "" if stage == "final" else f"{stage}-"
     run_id = f"{entry.method.name}-{prefix}seed{seed}-{key}"
-    return RunSpec(entry, dict(hp), seed, run_id, stage, tuning, label or run_id, budget)
+    return RunSpec(
+        entry, dict(hp), seed, run_id, stage, tuning, label or run_id, budget, until, resume, keep_state,
+        run_key(parts),
+    )  # fmt: skip
+
+
+def training_parts(
+    ctx: SweepContext, entry: RegisteredMethod, hp: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """What decides what a run trains, as its run id hashes it (with the stage and ``until``)."""
+    return run_parts(
+        ctx.model_spec.name, ctx.dataset_name, ctx.dataset_fingerprint, entry.method.name, entry.source, hp,
+        train_settings(ctx, entry.method), seed,
+    )  # fmt: skip
+
+
+def run_parts(
+    model: str, dataset: str, fingerprint: str, method: str, source: str, hp: dict[str, Any],
+    train: dict[str, Any], seed: int, version: str = __version__,
+) -> dict[str, Any]:  # fmt: skip
+    """The run id's parts from plain values (a record's own fields give its run id back)."""
+    return {
+        "model": model,
+        "dataset": dataset,
+        "fingerprint": fingerprint,
+        "method": method,
+        "source": source,
+        "hp": hp,
+        "train": train_identity(train),
+        "seed": seed,
+        "peftbench": version,
+    }
 
 
 def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:

@@ -1,4 +1,5 @@
-"""Where a sweep's results live: ``records/<run id>.json`` and ``adapters/<run id>/``, and who writes them.
+"""Where a sweep's results live: ``records/<run id>.json``, ``adapters/<run id>/`` and, while a
+search needs them, ``states/<run id>/`` (training states that later runs continue); and who writes them.
 
 The store owns everything about results on disk, the same for every executor and for every sweep
 writing one folder at the same time (``docs/results-folder.md`` states the rules for users):
@@ -14,7 +15,11 @@ writing one folder at the same time (``docs/results-folder.md`` states the rules
   or finished when the run is next claimed, and at every start (``repair.py``);
 - **never losing a result**: a rerun (``--force``) that fails keeps the earlier complete record and
   adapter, with a warning; a write the folder refuses (full disk, read-only, permission) stops the
-  sweep in one line, with the folder as it was before that write.
+  sweep in one line, with the folder as it was before that write;
+- **training states**: staged like adapters (in a folder of the run's claim), kept in
+  ``states/<run id>`` once their run completes (before its record is written), removed by the sweep
+  once no run can continue them. A state that is missing costs time only: a run with nothing to
+  continue trains from the start to the same result.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from peftbench.runs.claims import CLAIMS_DIR, Claims, Taken, pause
 from peftbench.settings import SweepConfig
 
 STAGING_PREFIX = repair.STAGING_PREFIX
+STATES_DIR = repair.STATES_DIR
 DEFAULT_CLAIM_TIMEOUT_S = SweepConfig.model_fields["claim_timeout"].default
 
 
@@ -129,6 +135,30 @@ class ResultStore:
     def adapter(self, run_id: str) -> Path:
         return self.out / ADAPTERS_DIR / run_id
 
+    def state_staging(self, run_id: str) -> Path:
+        """A fresh path (not yet created) for the run to save its training state into: like
+        ``staging``, the folder of this sweep's claim on the run."""
+        name = repair.leftover_name(STAGING_PREFIX, run_id, self.claims.token(run_id))
+        path = self.out / STATES_DIR / name
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    def saved_state(self, run_id: str | None) -> Path | None:
+        """The kept training state of ``run_id``, if there is one."""
+        path = self.out / STATES_DIR / run_id if run_id else None
+        return path if path is not None and path.is_dir() else None
+
+    def state_paths(self, run_id: str, resume: str | None, keep: bool) -> tuple[Path | None, Path | None]:
+        """For a run: the saved state it continues (if it still exists), and where it saves its own."""
+        return self.saved_state(resume), self.state_staging(run_id) if keep else None
+
+    def drop_states(self, run_ids: list[str]) -> None:
+        """Remove the training states of ``run_ids`` (nothing will continue them)."""
+        for run_id in run_ids:
+            shutil.rmtree(self.out / STATES_DIR / run_id, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only when empty
+            (self.out / STATES_DIR).rmdir()
+
     def settle(self, record: RunRecord, staged: Path | None) -> RunRecord:
         """Keep what a finished run produced and let go of its claim; returns the record the store
         now holds for it.
@@ -164,6 +194,7 @@ class ResultStore:
             self._write(record)
 
     def _settle(self, record: RunRecord, staged: Path | None) -> RunRecord:
+        self._keep_state(record)
         if record.status == "complete" and record.stage == "final":
             if staged is None or not staged.is_dir():
                 message = f"FileNotFoundError: the run saved no adapter folder ({staged})"
@@ -217,6 +248,23 @@ class ResultStore:
         shutil.rmtree(earlier, ignore_errors=True)
         repair.end(claims, run_id)
         return True
+
+    def _keep_state(self, record: RunRecord) -> None:
+        """A complete run's staged training state replaces ``states/<run id>``; any other is dropped.
+        A state that cannot be kept is not an error: whatever would continue it trains from the start."""
+        name = repair.leftover_name(STAGING_PREFIX, record.run_id, self.claims.token(record.run_id))
+        staged = self.out / STATES_DIR / name
+        if not staged.is_dir():
+            return
+        if record.status != "complete":
+            shutil.rmtree(staged, ignore_errors=True)
+            return
+        final = self.out / STATES_DIR / record.run_id
+        shutil.rmtree(final, ignore_errors=True)
+        try:
+            staged.rename(final)
+        except OSError:
+            shutil.rmtree(staged, ignore_errors=True)
 
     def _undo(self, run_id: str) -> None:
         """Put the folder back as it was before the promotion began (the record is unchanged)."""

@@ -8,15 +8,18 @@ per (model, dataset). Runs whose complete record already exists are skipped unle
 sweep writing the same folder at the same time runs each run once with this one (the store decides,
 run by run, whether this sweep runs it, uses its record, or waits for the sweep running it).
 
-The sweep plans and decides; an executor only runs batches of independent runs and the results
-store keeps what they produce. With a parallel executor, every method's tuning candidates form
-one batch and every final run a second one, so a cluster gets all the parallelism the
-dependency between them allows.
+The sweep plans; a search (``peftbench.runs.search``, ``--search``) decides what tuning runs and
+which hyper-parameters win; an executor only runs batches of independent runs and the results
+store keeps what they produce. With a parallel executor, every method's tuning runs of a round
+form one batch and every final run a last one, so a cluster gets all the parallelism the
+dependencies between them allow. A final run of the chosen values continues the tuning run that
+trained the same thing (same seed, to the maximum) from its saved state instead of training again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,11 +34,14 @@ from peftbench.runs.context import Placement, SweepContext, build_context, load_
 from peftbench.runs.cores import HostCores
 from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.features import computable_here, compute_features
+from peftbench.runs.search import Search, SearchSetup, Together, make_search
+from peftbench.runs.search.base import combinations, search_space
+from peftbench.runs.selection import SCORE_METRIC, SCORE_NAME
 from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore, Turn
 from peftbench.settings import SweepConfig
-from peftbench.tuning import candidates, select_configuration, tuning_grid
+from peftbench.train import checkpoint_steps
 
 Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
 
@@ -71,8 +77,8 @@ def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
     plan = [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
     for entry, _ in plan if config.tune else ():  # every candidate checked now, rules between keys too
         overrides = config.hp.get(entry.method.name, {})
-        for combo in candidates(tuning_grid(entry.method, overrides)):
-            entry.method.hyperparameters({**overrides, **combo})
+        for values in combinations(search_space(entry.method, overrides)):
+            entry.method.hyperparameters({**overrides, **values})
     return plan
 
 
@@ -167,36 +173,66 @@ class _Sweep:
         return [(e, e.method.hyperparameters(self.overrides(e.method.name))) if e.method.name in sized
                 else (e, hp) for e, hp in plan]  # fmt: skip
 
-    def grid(self, entry: RegisteredMethod) -> dict[str, list[Any]]:
-        name = entry.method.name
-        return tuning_grid(entry.method, self.overrides(name)) if self.config.tune else {}
+    def search(self, entry: RegisteredMethod) -> Search | None:
+        """The search of ``entry``'s hyper-parameters on the current dataset (None: not tuned)."""
+        name, method, config = entry.method.name, entry.method, self.config
+        overrides, budget = self.overrides(name), self.budgets.get(name)
+        grid = search_space(method, overrides) if config.tune else {}
+        if not grid:
+            return None
+        keep = not method.defines("after_step")  # such a method restarts rather than continues
+
+        def spawn(values: dict[str, Any], seed: int, until: int | None, resume: str | None) -> RunSpec:
+            label = f"{name} tuning {hp_text(values)} seed {seed}" + (f" to step {until}" if until else "")
+            hp = method.hyperparameters({**overrides, **values})
+            return make_spec(
+                self.ctx, entry, hp, seed, "tune", None, self.on(label), budget, until, resume, keep
+            )
+
+        steps = checkpoint_steps(self.ctx.task.plan.total_steps, config.train.checkpoints)
+        setup = SearchSetup(
+            name, grid, method.hyperparameter_model().model_fields,
+            lambda values: method.hyperparameters({**overrides, **values}), spawn,
+            tune_seeds(self.seeds, config.tune_seeds), tuple(steps), config.eta, config.first_share,
+            config.extension_limit,
+        )  # fmt: skip
+        return make_search(config.search, setup)
 
     def total(self, plan: Plan) -> int:
-        """Runs per dataset: every seed of every method, plus its tuning candidates."""
-        return sum(len(self.seeds) + len(candidates(self.grid(entry))) for entry, _ in plan)
+        """Runs per dataset as planned: every seed of every method, plus its tuning runs."""
+        searches = [self.search(entry) for entry, _ in plan]
+        return sum(len(self.seeds) + (s.expected_runs() if s else 0) for s in searches)
 
     def on(self, text: str) -> str:
         """``text``, naming the dataset when the sweep has several."""
         return f"{text} on {self.ctx.dataset_name}" if self.several else text
 
     def run_group(self, group: Plan) -> None:
-        """Tuning candidates of every method in ``group`` (first seed), then each choice with every seed."""
-        grids = {entry.method.name: self.grid(entry) for entry, _ in group}
-        tuning_runs = {
-            entry.method.name: self._candidates(entry, grids[entry.method.name]) for entry, _ in group
-        }
-        tried = self._execute([spec for specs in tuning_runs.values() for spec in specs])
+        """Search the hyper-parameters of every method in ``group``, then run each choice with every seed."""
+        searches = {entry.method.name: s for entry, _ in group if (s := self.search(entry)) is not None}
+        expected = sum(s.expected_runs() for s in searches.values())
+        together = Together(searches)
+        while batch := together.ask():
+            together.tell(self._execute(batch))
+            for search in searches.values():
+                for note in search.notes():
+                    self.say(f"  {self.on(note)}")
+                self.store.drop_states(search.released())  # nothing will continue these
+            now = sum(s.expected_runs() for s in searches.values())
+            self.planned, expected = self.planned + now - expected, now  # extensions add runs
         finals = []
         for entry, hp in group:
-            name, tuning = entry.method.name, None
-            if grids[name]:
-                tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
-                hp = entry.method.hyperparameters({**self.overrides(name), **tuning["chosen"]})
+            name, search = entry.method.name, searches.get(entry.method.name)
+            tuning = search.result() if search is not None else None
+            if tuning is not None:
                 chosen = tuning["chosen"]
+                hp = entry.method.hyperparameters({**self.overrides(name), **chosen})
+                seeds = len(tuning["settings"]["tune_seeds"])
                 self.say(
                     f"  {self.on(name)}: "
-                    + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
-                )
+                    + (f"chose {hp_text(chosen)} on {SCORE_NAME} (mean over {seeds} seeds)" if chosen
+                       else tuning["note"])
+                )  # fmt: skip
             finals += [
                 make_spec(
                     self.ctx,
@@ -207,27 +243,14 @@ class _Sweep:
                     tuning,
                     self.on(f"{name} seed {seed}"),
                     self.budgets.get(name),
+                    resume=search.continues(seed) if search else None,
                 )  # fmt: skip
                 for seed in self.seeds
             ]
         self._execute(finals)
         self.outcome.final_run_ids += [spec.run_id for spec in finals]
-
-    def _candidates(self, entry: RegisteredMethod, grid: dict[str, list[Any]]) -> list[RunSpec]:
-        """One tuning run per combination of the method's search space, in the grid's order."""
-        name, overrides = entry.method.name, self.overrides(entry.method.name)
-        return [
-            make_spec(
-                self.ctx,
-                entry,
-                entry.method.hyperparameters({**overrides, **combo}),
-                self.seeds[0],
-                "tune",
-                label=self.on(f"{name} tuning {hp_text(combo)}"),
-                budget=self.budgets.get(name),
-            )
-            for combo in candidates(grid)
-        ]
+        for search in searches.values():  # the final runs continued what they needed
+            self.store.drop_states(search.run_ids())
 
     def _execute(self, specs: list[RunSpec]) -> dict[str, RunRecord]:
         """Run what the store gives this sweep, one run at a time or as one batch, keeping each result
@@ -318,12 +341,19 @@ class _Sweep:
             print(message, file=sys.stderr, flush=True)
 
 
+def tune_seeds(seeds: list[int], count: int) -> tuple[int, ...]:
+    """The first ``count`` of the sweep's seeds, then the smallest seeds not among them: a
+    candidate's score is its mean over these."""
+    extra = (seed for seed in itertools.count() if seed not in seeds)
+    return tuple(seeds[:count]) + tuple(itertools.islice(extra, max(0, count - len(seeds))))
+
+
 def _summary(record: RunRecord) -> str:
     if record.status != "complete":
         return f"{record.status.upper()}: {record.error}"
     m, c = record.metrics, record.costs
     if record.stage == "tune":
-        return f"validation accuracy {m['validation_accuracy']:.2%}, {c['train_seconds']:.0f} s training"
+        return f"{SCORE_NAME} {m[SCORE_METRIC]:.2%}, {c['train_seconds']:.0f} s training"
     reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
     return (
         f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "

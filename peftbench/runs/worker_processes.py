@@ -56,7 +56,7 @@ Finished = tuple[RunSpec, RunRecord, Path | None]
 class _Worker:
     process: Any  # a spawned multiprocessing Process
     conn: Connection
-    job: tuple[RunSpec, Path] | None = None  # the run it holds, and that run's staging folder
+    job: tuple[RunSpec, Path, Path | None] | None = None  # the run it holds, its staging folders
     phase: str | None = None  # the phase that run last said it entered
 
 
@@ -93,7 +93,9 @@ class WorkerProcesses:
         finally:  # interrupted (Ctrl-C): stop the runs under way and leave no staging folder behind
             for worker in busy:
                 _stop(worker)
-                shutil.rmtree(worker.job[1], ignore_errors=True)
+                for folder in worker.job[1:]:
+                    if folder is not None:
+                        shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         """Ask the idle workers to exit (the busy ones were stopped when their batch ended)."""
@@ -109,8 +111,9 @@ class WorkerProcesses:
     ) -> Finished | None:
         """Give ``spec`` to an idle worker (or a new one); the run's record if it cannot be sent."""
         staged = store.staging(spec.run_id)
+        resume, state = store.state_paths(spec.run_id, spec.resume, spec.keep_state)
         try:
-            job = ForkingPickler.dumps((spec, staged, *share))
+            job = ForkingPickler.dumps((spec, staged, resume, state, *share))
         except Exception as error:  # the run cannot be pickled (a plugin's method holds a lambda, ...)
             message = f"{type(error).__name__}: {first_line(error)}"
             return spec, lost_record(self.ctx, spec, message, f"setup {WHERE}"), None
@@ -125,13 +128,13 @@ class WorkerProcesses:
                     continue
                 message = "the worker process did not start"
                 return spec, lost_record(self.ctx, spec, message, f"setup {WHERE}"), None
-            worker.job, worker.phase = (spec, staged), None
+            worker.job, worker.phase = (spec, staged, state), None
             busy.append(worker)
             return None
 
     def _hear(self, worker: _Worker) -> Finished | None:
         """Read what ``worker`` said: its run's result once it finished or died, else ``None``."""
-        spec, staged = worker.job
+        spec, staged, _ = worker.job
         try:
             while worker.conn.poll():
                 kind, value = worker.conn.recv()
@@ -186,13 +189,15 @@ def serve(conn: Connection, ctx: SweepContext, runs: int, threads: int) -> None:
             continue
         if job is None:
             return
-        spec, staged, threads, sweeps = job
+        spec, staged, resume, state, threads, sweeps = job
         torch.set_num_threads(threads)
         shared = {"sweeps_on_host": sweeps} if sweeps > 1 else {}
         environment = {**here.environment, "torch_threads": threads, **shared}
         run = dataclasses.replace(here, environment=environment)
         try:
-            record = execute_run(run, spec, staged, on_phase=lambda phase: conn.send(("phase", phase)))
+            record = execute_run(
+                run, spec, staged, lambda phase: conn.send(("phase", phase)), resume=resume, state_dir=state
+            )
         except StorageError as error:
             conn.send(("refused", str(error)))
             continue

@@ -19,6 +19,7 @@ class WorkerResult:
 
     record: RunRecord
     adapter_files: dict[str, bytes] | None  # None: the run saved no adapter folder
+    state_files: dict[str, bytes] | None = None  # its training state, where it saved one
 
 
 def worker_context(ctx: SweepContext, device: torch.device, environment: dict[str, Any]) -> SweepContext:
