@@ -85,6 +85,16 @@ def test_the_claims_of_a_killed_sweep_are_taken_over_at_once_and_its_records_say
         assert store.complete(RUN).notes == record.notes
 
 
+def test_the_empty_claim_of_a_sweep_killed_as_it_claimed_the_run_is_taken_over_at_once(tmp_path):
+    marker = tmp_path / "claims" / f"{RUN}.lock"
+    marker.parent.mkdir()
+    marker.touch()  # killed between creating its claim and writing who it is
+    with ResultStore(tmp_path) as store:
+        assert store.take(RUN).mine  # not waited for: filelock alone would wait for it forever
+        record = settle(store)
+    assert record.notes == ["claim taken over from a sweep killed as it claimed the run, before it named itself"]
+
+
 def test_a_claim_from_another_host_is_taken_over_once_its_heartbeat_stops(tmp_path):
     marker = tmp_path / "claims" / f"{RUN}.lock"
     marker.parent.mkdir()

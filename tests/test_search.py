@@ -218,14 +218,20 @@ def final_record(tuning: dict) -> RunRecord:
 
 HALVING = dict(model="tiny-gpt2", methods="lora", seeds="0,1", tune=True, tune_seeds=2, max_steps=8,
                checkpoints=4, extension_limit=1, references=False, measure_inference=False)  # fmt: skip
-#: What may differ between two runs of the same sweep: when it ran and how long things took.
-MEASURED = ("_seconds", "_per_second", "latency_ms", "throughput", "flops_utilisation", "peak_memory_mb")
+#: What may differ between two runs of the same sweep: when it ran, how long things took and how
+#: busy the machine was meanwhile.
+MEASURED = (
+    "_seconds", "_per_second", "latency_ms", "throughput", "flops_utilisation", "peak_memory_mb",
+    "load_average_start", "load_average_end", "cpu_share",
+)  # fmt: skip
 
 
 def comparable(record: RunRecord) -> dict:
-    """A record without its time stamps and measured times."""
+    """A record without its time stamps, measured times and the note of a run taken over from the
+    killed sweep (which only says so)."""
     data = {k: v for k, v in vars(record).items() if k not in ("started_at", "finished_at", "environment")}
     data["costs"] = {k: v for k, v in record.costs.items() if not k.endswith(MEASURED)}
+    data["notes"] = [note for note in record.notes if not note.startswith("claim taken over from")]
     return data
 
 

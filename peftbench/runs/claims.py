@@ -74,6 +74,7 @@ class Claims:
         self._held: dict[str, SoftFileLease] = {}  # run id -> its claim, held by this sweep
         self._me: SoftFileLease | None = None  # this sweep's own lease, while it runs
         self._info: dict[str, Any] = {}
+        self._unnamed: set[Path] = set()  # empty claims (of sweeps killed as they claimed) cleared away
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -99,7 +100,11 @@ class Claims:
         got, before = self._try(self.folder / f"{run_id}.lock")
         if not got:
             return Taken(holder=describe(before))
-        lease = self._held[run_id] = self._leases[self.folder / f"{run_id}.lock"]
+        path = self.folder / f"{run_id}.lock"
+        lease = self._held[run_id] = self._leases[path]
+        if path in self._unnamed:
+            self._unnamed.remove(path)
+            return Taken(note="claim taken over from a sweep killed as it claimed the run, before it named itself")
         if before is None:
             return Taken()
         mine = lease.owner
@@ -186,6 +191,13 @@ class Claims:
         if lease is None:
             lease = self._leases[path] = SoftFileLease(path, lease_duration=float(self.timeout))
         before = lease.owner
+        if before is None and _empty(path):
+            # Every claim is taken under the folder's lock, so an empty marker is not one being
+            # written: its sweep was killed between creating it and naming itself there. filelock
+            # would wait forever for such a marker (it reads as an old holder's), so clear it away.
+            with contextlib.suppress(OSError):
+                path.unlink()
+                self._unnamed.add(path)
         try:
             lease.acquire(blocking=False)
         except Timeout:
@@ -207,6 +219,13 @@ class Claims:
 def describe(owner: OwnerRecord | None) -> str:
     """``pid 123 on node1``: a claim's holder as people know it."""
     return f"pid {owner.pid} on {owner.hostname}" if owner is not None else "another sweep"
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def pause() -> None:
