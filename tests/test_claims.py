@@ -92,7 +92,9 @@ def test_the_empty_claim_of_a_sweep_killed_as_it_claimed_the_run_is_taken_over_a
     with ResultStore(tmp_path) as store:
         assert store.take(RUN).mine  # not waited for: filelock alone would wait for it forever
         record = settle(store)
-    assert record.notes == ["claim taken over from a sweep killed as it claimed the run, before it named itself"]
+    assert record.notes == [
+        "claim taken over from a sweep killed as it claimed the run, before it named itself"
+    ]
 
 
 def test_a_claim_from_another_host_is_taken_over_once_its_heartbeat_stops(tmp_path):

@@ -40,6 +40,7 @@ CLAIMS_DIR = "claims"
 SWEEPS_DIR = "sweeps"
 MUTEX_WAIT_S = 120  # the folder's lock is held for milliseconds; a minute or two means a hung holder
 POLL_S = 0.5  # how often a sweep waiting for another sweep's run looks again
+UNNAMED = "a sweep killed as it claimed the run, before it named itself"  # an empty claim's holder
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Claims:
         lease = self._held[run_id] = self._leases[path]
         if path in self._unnamed:
             self._unnamed.remove(path)
-            return Taken(note="claim taken over from a sweep killed as it claimed the run, before it named itself")
+            return Taken(note=f"claim taken over from {UNNAMED}")
         if before is None:
             return Taken()
         mine = lease.owner
