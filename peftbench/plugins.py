@@ -22,6 +22,7 @@ from peftbench import hookspecs
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.methods.base import ROLES, Method, PeftMethod
 from peftbench.methods.hyperparameters import Hyperparameters, TrainingHyperparameters
+from peftbench.methods.support import declaration_problem
 from peftbench.validation import type_name
 
 ENTRY_POINT_GROUP = "peftbench"
@@ -226,9 +227,12 @@ CALLS = {
     "load": ("base_model", "directory", "task", "hp"),
     "extra_loss": ("model",),
     "after_step": ("model", "step"),
+    "optimizer": ("model", "hp"),
+    "report": ("model",),
     "merge": ("model",),
 }
-OPTIONAL = ("extra_loss", "after_step")  # training hooks: checked only where a method defines them
+#: Hooks with a default: checked only where a method defines them.
+OPTIONAL = ("extra_loss", "after_step", "optimizer", "report")
 
 
 def _cannot_run(method: Method) -> str | None:
@@ -238,6 +242,9 @@ def _cannot_run(method: Method) -> str | None:
         return "it has no description: set description = 'one sentence on what it trains'"
     if method.role not in ROLES:
         return f"its role {method.role!r} is unknown: use one of {', '.join(ROLES)}"
+    unsupported = declaration_problem(method.unsupported)
+    if unsupported:
+        return unsupported
     try:
         hp = _hyperparameters(method)
     except PeftbenchError as error:

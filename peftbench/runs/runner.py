@@ -19,6 +19,7 @@ from peftbench.costs import model_flops_utilisation, peak_memory_mb, reset_peak_
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult
 from peftbench.inference_cost import inference_costs
+from peftbench.methods.base import reported_metrics
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
 from peftbench.runs.curves import ValidationCurve
@@ -64,6 +65,7 @@ def execute_run(
             model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
             curve.checkpoints(ctx, model),
         )  # fmt: skip
+        record.method_metrics = reported_metrics(spec.method, model)
         phases.enter("evaluate")
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
         # Tuning runs never touch test, so the choice among them cannot depend on it.
@@ -117,6 +119,7 @@ def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
     return StepHooks(
         extra_loss=(lambda: method.extra_loss(model)) if method.defines("extra_loss") else None,
         after_step=(lambda step: method.after_step(model, step)) if method.defines("after_step") else None,
+        optimizer=(lambda: method.optimizer(model, spec.hp)) if method.defines("optimizer") else None,
     )
 
 
