@@ -114,6 +114,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _methods(args: argparse.Namespace) -> int:
     from peftbench.methods.hyperparameters import declared
+    from peftbench.methods.support import FAMILIES
     from peftbench.plugins import collect_methods
 
     default_methods = SweepConfig.model_fields["methods"].default
@@ -124,6 +125,8 @@ def _methods(args: argparse.Namespace) -> int:
         default = " (default)" if method.name in default_methods else ""
         print(f"{method.name}{default}{role}  ({entry.source})")
         print(f"    {method.description}")
+        for family, reason in method.unsupported.items():
+            print(f"    cannot train {FAMILIES[family]} models: {reason}")
         rows = declared(method.hyperparameter_model())
         if rows:
             print(f"    defaults: {hp_text({row.name: row.default for row in rows})}")

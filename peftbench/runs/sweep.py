@@ -1,10 +1,11 @@
 """A sweep: every requested method x seed, plus the reference rows, on one model and each dataset.
 
 Everything that can be checked is checked before any training starts (settings, method names,
-hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
-seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
-all into the same results folder: records name their dataset, and the leaderboard has a table
-per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
+hyper-parameters, output folder, every dataset, model and its position limit, each method against
+the model's family), so a typo costs seconds, not a night. Datasets run in turn, each with its
+own context (data tokenised once), all into the same results folder: records name their
+dataset, and the leaderboard has a table per (model, dataset). Runs whose complete record
+already exists are skipped unless ``force``.
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
@@ -22,6 +23,7 @@ from typing import Any
 
 from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
+from peftbench.methods.support import refuse_unsupported
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext, build_context, load_datasets
@@ -112,6 +114,7 @@ class _Sweep:
         """Make ``ctx``'s dataset the current one, size the methods for it (``--budget``) and say
         what runs; returns the plan at those sizes."""
         self.ctx, config, data = ctx, self.config, ctx.data
+        refuse_unsupported([entry.method for entry, _ in plan], ctx.base_model, config.model)
         for step, seconds in ctx.seconds.items():
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
         total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
