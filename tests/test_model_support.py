@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import keyword_folder, run_cli
+from conftest import keyword_folder
 from peftbench.batching import tokenize_split
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.evaluation import evaluate_model
 from peftbench.methods.base import TaskInfo, TrainingPlan
-from peftbench.methods.support import FAMILIES, PROBE_MODELS, model_family, refusal
+from peftbench.methods.support import FAMILIES, PROBE_MODELS, model_family
 from peftbench.models import load_base_model, load_tokenizer, resolve_model, seeded_copy
 from peftbench.plugins import collect_methods
 from peftbench.runs.runner import refuse_pickles
@@ -36,7 +36,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bases(data):
     pad = data[2].pad_token_id
-    return {family: load_base_model(resolve_model(alias), LABELS, pad) for family, alias in PROBE_MODELS.items()}
+    return {f: load_base_model(resolve_model(alias), LABELS, pad) for f, alias in PROBE_MODELS.items()}
 
 
 def probe(method, base, data, folder) -> str | None:
@@ -59,7 +59,7 @@ def probe(method, base, data, folder) -> str | None:
             )
             config = TrainConfig(max_steps=STEPS, batch_size=8, precision="fp32")
             train(model, train_split, hp, config, 0, CPU, pad, progress=False, hooks=hooks)
-            still = [name for name, p in model.named_parameters() if name in trained and torch.equal(p, trained[name])]
+            still = [n for n, p in model.named_parameters() if n in trained and torch.equal(p, trained[n])]
             if still or not trained:
                 return f"trains nothing, or not {still[:2]}"
         logits = evaluate_model(model, test, 2, 16, CPU, pad).logits

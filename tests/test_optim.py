@@ -4,6 +4,8 @@ checks on what a method returns."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from peft.optimizers.lorafa import LoraFAOptimizer
@@ -64,8 +66,8 @@ def test_without_weight_decay_the_default_groups_train_exactly_as_one_adamw_grou
     for kind in ("groups", "one group"):
         model, hp = fresh("tiny-gpt2", "lora", weight_decay=0.0)
         params = [p for p in model.parameters() if p.requires_grad]
-        one = (lambda: torch.optim.AdamW(params, lr=hp["learning_rate"], weight_decay=0.0, foreach=True))
-        steps(model, hp, split, 3, None if kind == "groups" else one)
+        adamw = torch.optim.AdamW(params, lr=hp["learning_rate"], weight_decay=0.0, foreach=True)
+        steps(model, hp, split, 3, None if kind == "groups" else lambda adamw=adamw: adamw)
         trained[kind] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert all(torch.equal(trained["groups"][n], trained["one group"][n]) for n in trained["groups"])
 
@@ -84,7 +86,8 @@ def test_full_fine_tuning_decays_weights_but_not_biases_or_layer_norms(split):
 
 
 def test_lora_plus_moves_b_ratio_times_as_far_as_a(split):
-    """Adam's first step moves each entry by the learning rate whatever its gradient: B's by ratio x A's."""
+    """Adam's first step moves each entry by its learning rate whatever its gradient (less where the
+    gradient is as small as Adam's epsilon): B's by ratio x A's."""
     model, hp = fresh("tiny-bert", "lora_plus", ratio=4.0, warmup_ratio=0.0, lora_dropout=0.0)
     with torch.no_grad():  # B starts at zero, which would leave A without a gradient at the first step
         for name, parameter in model.named_parameters():
@@ -97,8 +100,8 @@ def test_lora_plus_moves_b_ratio_times_as_far_as_a(split):
     a = torch.cat([m[m > 0] for n, m in moved.items() if "lora_A" in n])
     b = torch.cat([m[m > 0] for n, m in moved.items() if "lora_B" in n])
     rate = hp["learning_rate"]
-    assert a.median().item() == pytest.approx(rate, rel=1e-3)
-    assert b.median().item() == pytest.approx(4.0 * rate, rel=1e-3)
+    assert a.quantile(0.9).item() == pytest.approx(rate, rel=1e-3)
+    assert b.quantile(0.9).item() == pytest.approx(4.0 * rate, rel=1e-3)
     groups = method.optimizer(model, hp)
     b_ids = {id(p) for n, p in model.named_parameters() if "lora_B" in n}
     assert {g.lr_scale for g in groups if {id(p) for p in g.params} & b_ids} == {4.0}
@@ -128,7 +131,7 @@ def test_groups_must_hold_every_trainable_parameter_exactly_once():
         "hold frozen or foreign 1 parameter(s)": [ParameterGroup([*trainable, frozen])],
     }
     for words, groups in cases.items():
-        with pytest.raises(PeftbenchError, match=f"parameter groups {words.replace('(', '.').replace(')', '.')}"):
+        with pytest.raises(PeftbenchError, match=f"parameter groups {re.escape(words)}"):
             build_optimizer(model, hp, CPU, lambda groups=groups: groups)
     with pytest.raises(PeftbenchError, match="returned dict: return a list of peftbench.ParameterGroup"):
         build_optimizer(model, hp, CPU, lambda: {})

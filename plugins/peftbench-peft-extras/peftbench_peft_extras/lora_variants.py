@@ -15,6 +15,7 @@ applies to the original base weights, so it reloads onto a fresh base model like
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import peft
@@ -27,6 +28,9 @@ from peftbench.methods.base import has_conv1d_projections
 from peftbench_peft_extras._common import SEQ_CLS, TargetedHyperparameters
 
 LORA_RATES = [3e-4, 1e-3, 3e-3, 1e-2]  # peftbench's lora search space
+# peft warns when the conversion on save loads the initial adapter beside the trained one, which
+# is the conversion it advises; the saved adapter is a plain LoRA.
+warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights", category=UserWarning)
 
 
 class LoraHyperparameters(TargetedHyperparameters):

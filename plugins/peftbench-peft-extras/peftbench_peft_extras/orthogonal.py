@@ -9,12 +9,13 @@ and the comparison's LoRA (1e-4); ``--tune`` tries a third of it to ten times it
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import peft
 from pydantic import Field, model_validator
 
-from peftbench import PeftMethod, learning_rate_field
+from peftbench import PeftbenchError, PeftMethod, learning_rate_field
 from peftbench.methods.base import has_conv1d_projections
 from peftbench_peft_extras._common import (
     SEQ_CLS,
@@ -25,6 +26,21 @@ from peftbench_peft_extras._common import (
 )
 
 ROAD_TARGETS = peft.utils.constants.TRANSFORMERS_MODELS_TO_ROAD_TARGET_MODULES_MAPPING
+OFT_TARGETS = peft.utils.constants.TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING
+BOFT_TARGETS = peft.utils.constants.TRANSFORMERS_MODELS_TO_BOFT_TARGET_MODULES_MAPPING
+
+
+def refuse_block_size(method: str, size: int, model, targets, mapping) -> None:
+    """A block size must divide every adapted layer's input size: else say which ones would
+    (peft would quietly move OFT's to a divisor, so the record would not say what trained)."""
+    inputs = sorted({shape[1] for shape in adapted_shapes(model, targets, mapping)})
+    if any(width % size for width in inputs):
+        common = math.gcd(*inputs)
+        divisors = ", ".join(str(d) for d in range(1, common + 1) if common % d == 0)
+        raise PeftbenchError(
+            f"{method}: block_size={size} does not divide the adapted layers' input sizes "
+            f"({', '.join(map(str, inputs))}): use one of {divisors}"
+        )
 
 
 class Oft(PeftMethod):
@@ -40,9 +56,8 @@ class Oft(PeftMethod):
         learning_rate: float = learning_rate_field(1e-3)
         block_size: int = Field(
             32,
-            ge=2,
-            description="size of each orthogonal block (peft moves it to the nearest divisor of each "
-            "layer's input size)",
+            ge=1,
+            description="size of each orthogonal block; must divide every adapted layer's input size",
         )
         coft: bool = Field(
             False, description="constrained OFT: keep each rotation within eps of the identity"
@@ -60,6 +75,7 @@ class Oft(PeftMethod):
         )
 
     def peft_config(self, model, task, **hp):
+        refuse_block_size(self.name, hp["block_size"], model, hp["target_modules"], OFT_TARGETS)
         return peft.OFTConfig(
             task_type=SEQ_CLS,
             r=0,
@@ -96,6 +112,7 @@ class Boft(PeftMethod):
         dropout: float = Field(0.0, ge=0.0, lt=1.0, description="chance of leaving a block at the identity")
 
     def peft_config(self, model, task, **hp):
+        refuse_block_size(self.name, hp["block_size"], model, hp["target_modules"], BOFT_TARGETS)
         return peft.BOFTConfig(
             task_type=SEQ_CLS,
             boft_block_size=hp["block_size"],
