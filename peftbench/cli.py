@@ -136,6 +136,8 @@ def _methods(args: argparse.Namespace) -> int:
                 print(f"      {row.name:<{width}}  {row.help or '(no help given)'} ({detail})")
         if method.tuning_grid():
             print(f"    --tune tries: {hp_text(method.tuning_grid())}")
+            if method.search_space_source:
+                print(f"      from: {method.search_space_source}")
     return 0
 
 

@@ -245,6 +245,8 @@ def _cannot_run(method: Method) -> str | None:
     unsupported = declaration_problem(method.unsupported)
     if unsupported:
         return unsupported
+    if not isinstance(method.search_space_source, str):
+        return "its search_space_source must be a sentence saying where the search space comes from"
     try:
         hp = _hyperparameters(method)
     except PeftbenchError as error:

@@ -211,6 +211,7 @@ def test_method_pages_come_from_the_registry(generated):
     lora = (docs / "methods" / "lora.md").read_text()
     assert "Low-rank adapters on the attention projections" in lora and "peftbench.methods.lora.Lora" in lora
     assert "<td>0.0003, 0.001, 0.003, 0.01</td>" in lora  # the --tune search space
+    assert "Where these values come from" not in lora  # lora does not say
     assert "](../leaderboard/tiny-alpha.md#m-lora): rank 1" in lora
     # What the method reported about itself (Method.report), mean over the three seeds, per table.
     own = escape("final_rank_mean 5.0, final_rank_min 2.0", "markdown")

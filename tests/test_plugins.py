@@ -173,6 +173,7 @@ def variant(**attributes):
         ({"unsupported": {"gtp2": "typo"}}, "its unsupported names family 'gtp2'; known families: gpt2"),
         ({"unsupported": {"gpt2": " "}}, "its unsupported['gpt2'] must say why in a sentence"),
         ({"unsupported": ["gpt2"]}, "its unsupported must be a dict of family -> reason, got list"),
+        ({"search_space_source": 3}, "its search_space_source must be a sentence saying where"),
         ({"description": ""}, "it has no description"),
         ({"role": "oracle"}, "its role 'oracle' is unknown: use one of method, baseline, reference"),
         (

@@ -109,6 +109,9 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         "## Search space",
         "<p>What <code>--tune</code> tries with the first seed, choosing by validation accuracy.</p>",
         _search_table(entry),
+        f"<p>Where these values come from: {escape(method.search_space_source, 'html')}</p>"
+        if method.trains and method.search_space_source
+        else "",
         "## Run it",
         _usage(usage),
         "## On the leaderboard",

@@ -97,6 +97,9 @@ class Method(ABC):
     always_run: ClassVar[bool] = False
     #: Values ``--tune`` tries, chosen on validation; ``None``: the learning rate x {1/3, 1, 3}.
     search_space: ClassVar[dict[str, list[Any]] | None] = None
+    #: Where those values come from, in a sentence (a paper's settings, peft's comparison
+    #: configurations), shown beside them by ``peftbench methods`` and on the method's page.
+    search_space_source: ClassVar[str] = ""
     #: The whole-number hyper-parameter that scales the method's size (LoRA's ``r``), which
     #: ``--budget`` sets so that every method trains about as many parameters; ``None`` where the
     #: size is fixed (IA3's by the modules it rescales): under a budget such a method runs at its

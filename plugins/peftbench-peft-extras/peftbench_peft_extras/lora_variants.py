@@ -44,6 +44,10 @@ class LoraVariant(PeftMethod):
     """A LoRA whose ``LoraConfig`` differs from plain LoRA by ``lora_options``."""
 
     search_space = {"learning_rate": LORA_RATES}
+    search_space_source = (
+        "lora's range (the same A and B matrices; peft's comparison trains LoRA, rsLoRA and LoRA-FA "
+        "at 1e-4 on Llama-3.2-3B, a tenth of peftbench's LoRA default on a classifier)"
+    )
     size_key = "r"
     Hyperparameters = LoraHyperparameters
 
@@ -173,6 +177,9 @@ class LoraPlus(LoraVariant):
     name = "lora_plus"
     description = "LoRA whose B matrices learn ratio times faster than its A matrices (Hayou et al., 2024)."
     search_space = {"learning_rate": [rate / 2 for rate in LORA_RATES]}
+    search_space_source = (
+        "half of lora's range, as peft's create_loraplus_optimizer advises; ratio 16 is the paper's default"
+    )
 
     class Hyperparameters(LoraHyperparameters):
         learning_rate: float = learning_rate_field(5e-4)

@@ -16,13 +16,14 @@ from pydantic import Field, model_validator
 
 from peftbench import PeftMethod, learning_rate_field
 from peftbench.methods.base import has_conv1d_projections
-from peftbench_peft_extras._common import SEQ_CLS, TargetedHyperparameters, conv1d_reason
+from peftbench_peft_extras._common import SEQ_CLS, TargetedHyperparameters, comparison_rate, conv1d_reason
 
 
 class Delora(PeftMethod):
     name = "delora"
     description = "LoRA with normalised factors and a learned bound on the update's norm (Bini et al., 2025)."
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
+    search_space_source = comparison_rate("1e-3; peft's DeLoRA docs: 10-100x LoRA's")
     size_key = "r"
     unsupported = {"gpt2": conv1d_reason("DeLoRA")}
 
@@ -50,6 +51,7 @@ class Gralora(PeftMethod):
     name = "gralora"
     description = "Granular LoRA: a k x k grid of small LoRAs over blocks of each weight (Jung et al., 2025)."
     search_space = {"learning_rate": [7e-4, 2e-3, 6e-3, 2e-2]}
+    search_space_source = comparison_rate("2e-4")
     size_key = "r"
 
     class Hyperparameters(TargetedHyperparameters):
@@ -87,6 +89,7 @@ class Hira(PeftMethod):
         "High-rank updates: a low-rank product multiplied entry-wise with the weight (Huang et al., 2025)."
     )
     search_space = {"learning_rate": [1.5e-2, 4.5e-2, 1.5e-1, 4.5e-1]}
+    search_space_source = comparison_rate("4.5e-3")
     size_key = "r"
 
     class Hyperparameters(TargetedHyperparameters):
@@ -110,6 +113,7 @@ class Miss(PeftMethod):
         "Matrix shard sharing: one trained matrix whose shards update every block of a weight (Kang, 2024)."
     )
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = "r"
     unsupported = {"gpt2": conv1d_reason("MiSS")}
 

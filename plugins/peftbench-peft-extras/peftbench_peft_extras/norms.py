@@ -12,13 +12,14 @@ from pydantic import Field
 
 from peftbench import ModuleNames, PeftMethod, TrainingHyperparameters, learning_rate_field
 from peftbench.methods.optim import is_normalisation
-from peftbench_peft_extras._common import SEQ_CLS
+from peftbench_peft_extras._common import SEQ_CLS, comparison_rate
 
 
 class LnTuning(PeftMethod):
     name = "ln_tuning"
     description = "Trains only the normalisation layers' scales and shifts, and the head (Zhao et al., 2024)."
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = None  # fixed by the model's normalisation layers
 
     class Hyperparameters(TrainingHyperparameters):

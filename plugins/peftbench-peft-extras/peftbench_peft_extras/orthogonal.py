@@ -22,6 +22,7 @@ from peftbench_peft_extras._common import (
     TargetedHyperparameters,
     adapted_shapes,
     common_divisor,
+    comparison_rate,
     conv1d_reason,
 )
 
@@ -49,6 +50,7 @@ class Oft(PeftMethod):
         "Orthogonal fine-tuning: a learned block-diagonal rotation of each weight (Qiu et al., 2023)."
     )
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = "block_size"
     unsupported = {"gpt2": conv1d_reason("OFT")}
 
@@ -95,6 +97,7 @@ class Boft(PeftMethod):
     name = "boft"
     description = "Orthogonal fine-tuning with butterfly-factorised rotations (Liu et al., 2024)."
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = "block_size"
     unsupported = {"gpt2": conv1d_reason("BOFT")}
 
@@ -127,6 +130,7 @@ class Hra(PeftMethod):
     name = "hra"
     description = "A chain of r learned Householder reflections of each weight (Yuan et al., 2024)."
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = "r"
     unsupported = {"gpt2": conv1d_reason("HRA")}
 
@@ -157,6 +161,7 @@ class Road(PeftMethod):
     name = "road"
     description = "Learned 2D rotations (and scales) of pairs of each layer's outputs (Liao et al., 2024)."
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
+    search_space_source = comparison_rate("1e-3; peft's RoAd docs: about 1e-3, higher than LoRA's")
     size_key = None  # fixed by the variant and the adapted layers' output sizes
     unsupported = {"gpt2": conv1d_reason("RoAd")}
 

@@ -19,6 +19,7 @@ from peftbench_peft_extras._common import (
     TargetedHyperparameters,
     adapted_shapes,
     common_divisor,
+    comparison_rate,
     head_scaled,
 )
 
@@ -49,6 +50,10 @@ class VbLora(PeftMethod):
         "(Li et al., 2024)."
     )
     search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
+    search_space_source = (
+        "peft's VB-LoRA sequence-classification example (RoBERTa, MRPC): logits 1e-2, vector bank 1e-3, "
+        "head 4e-3; a third of it to ten times it"
+    )
     size_key = "num_vectors"
 
     class Hyperparameters(TargetedHyperparameters):
@@ -104,6 +109,7 @@ class RandLora(PeftMethod):
         "Full-rank updates from frozen random low-rank bases with trained scalings (Albert et al., 2025)."
     )
     search_space = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}
+    search_space_source = comparison_rate("1e-4")
     size_key = (
         None  # its trainable count falls as r grows (fewer, larger bases): --budget needs one that grows
     )

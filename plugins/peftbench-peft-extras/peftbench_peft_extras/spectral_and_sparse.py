@@ -24,6 +24,7 @@ from peftbench_peft_extras._common import (
     TargetedHyperparameters,
     adapted_shapes,
     common_divisor,
+    comparison_rate,
     conv1d_reason,
     head_scaled,
 )
@@ -37,6 +38,10 @@ class FourierFT(PeftMethod):
         "Trains n random spectral coefficients of each weight update, inverse-DFT'd (Gao et al., 2024)."
     )
     search_space = {"learning_rate": [2e-2, 6e-2, 1e-1, 2e-1]}
+    search_space_source = (
+        "peft's FourierFT sequence-classification example (RoBERTa, MRPC: 6e-2, head 6e-3); the authors' "
+        "GLUE scripts use 5e-2 to 1.2e-1"
+    )
     size_key = "n_frequency"
 
     class Hyperparameters(TargetedHyperparameters):
@@ -76,6 +81,9 @@ class C3A(PeftMethod):
         "(Chen et al., 2024)."
     )
     search_space = {"learning_rate": [1e-1, 3e-1, 1.0]}
+    search_space_source = (
+        "peft's C3A sequence-classification example and comparison (3e-1) and docs (at least 1e-1)"
+    )
     size_key = None  # parameters fall as block_size grows: --budget needs a key they grow with
     unsupported = {"gpt2": conv1d_reason("C3A")}
 
@@ -109,6 +117,7 @@ class Shira(PeftMethod):
         "Trains a random sparse set of each weight's own entries, as many as LoRA's (Bhardwaj et al., 2024)."
     )
     search_space = {"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]}
+    search_space_source = comparison_rate("3e-4")
     size_key = "r"
     unsupported = {"gpt2": conv1d_reason("SHiRA")}
 
