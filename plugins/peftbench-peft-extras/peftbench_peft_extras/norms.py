@@ -32,5 +32,18 @@ class LnTuning(PeftMethod):
         norms = [name for name, module in model.named_modules() if name and is_normalisation(module)]
         return peft.LNTuningConfig(task_type=SEQ_CLS, target_modules=hp["target_modules"] or norms)
 
+    def merge(self, model):
+        """peft's LN tuning merges the normalisation layers but leaves the trained head in its
+        wrapper: unwrap it, so the merged model is the base model's own structure again."""
+        merged = super().merge(model)
+        for name, module in list(merged.named_modules()):
+            if isinstance(module, peft.utils.other.ModulesToSaveWrapper):
+                parent, _, child = name.rpartition(".")
+                unwrapped = module.unload_and_optionally_merge_module(
+                    merge=True, safe_merge=False, adapter_names=None
+                )
+                setattr(merged.get_submodule(parent), child, unwrapped)
+        return merged
+
 
 METHODS = (LnTuning,)
