@@ -1,11 +1,10 @@
 """A sweep: every requested method x seed, plus the reference rows, on one model and each dataset.
 
 Everything that can be checked is checked before any training starts (settings, method names,
-hyper-parameters, output folder, every dataset, model and its position limit, each method against
-the model's family), so a typo costs seconds, not a night. Datasets run in turn, each with its
-own context (data tokenised once), all into the same results folder: records name their
-dataset, and the leaderboard has a table per (model, dataset). Runs whose complete record
-already exists are skipped unless ``force``.
+hyper-parameters, output folder, every dataset, model and its position limit), so a typo costs
+seconds, not a night. Datasets run in turn, each with its own context (data tokenised once),
+all into the same results folder: records name their dataset, and the leaderboard has a table
+per (model, dataset). Runs whose complete record already exists are skipped unless ``force``.
 
 The sweep plans and decides; an executor only runs batches of independent runs and the results
 store keeps what they produce. With a parallel executor, every method's tuning candidates form
@@ -114,6 +113,7 @@ class _Sweep:
         """Make ``ctx``'s dataset the current one, size the methods for it (``--budget``) and say
         what runs; returns the plan at those sizes."""
         self.ctx, config, data = ctx, self.config, ctx.data
+        # A method that cannot train this model's family is refused now, before anything trains.
         refuse_unsupported([entry.method for entry, _ in plan], ctx.base_model, config.model)
         for step, seconds in ctx.seconds.items():
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
