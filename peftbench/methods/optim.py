@@ -95,15 +95,15 @@ def build_optimizer(
 def _check_coverage(model: nn.Module, groups: Sequence[ParameterGroup]) -> None:
     """Every trainable parameter in exactly one group, and nothing frozen: else one sentence why."""
     names = {id(p): name for name, p in model.named_parameters()}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
     seen: dict[int, int] = {}
     for group in groups:
         for parameter in group.params:
             seen[id(parameter)] = seen.get(id(parameter), 0) + 1
-    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     problems = [
-        ("leave out", [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]),
+        ("leave out", [names[key] for key in names if key in trainable and key not in seen]),
         ("repeat", [names.get(key, "?") for key, count in seen.items() if count > 1]),
-        ("hold frozen or foreign", [names.get(key, "?") for key in seen if names.get(key) not in trainable]),
+        ("hold frozen or foreign", [names.get(key, "?") for key in seen if key not in trainable]),
     ]
     for verb, found in problems:
         if found:

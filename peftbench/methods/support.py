@@ -7,7 +7,7 @@ itself, not from its name: GPT-2 stores its projections in ``Conv1D`` layers, wh
 tuners cannot adapt; decoders with ``nn.Linear`` projections (Llama, Mistral, Qwen, ...) classify
 from the last non-padding token like GPT-2; encoders (BERT, RoBERTa, MiniLM, ...) from the first.
 
-The default test suite probes every method on a tiny model of each family with one training step,
+The default test suite probes every method on a tiny model of each family with two training steps,
 a save and a reload (``tests/test_model_support.py``) and checks the result against the
 declaration; the site's *Model support* page shows the same matrix.
 """
