@@ -1,7 +1,7 @@
 """peftbench: which parameter-efficient fine-tuning method should I use, and what does it cost?
 
 The public API: ``run`` a sweep, read a ``Leaderboard``, and write method plugins with
-``hookimpl``, ``Method``, ``PeftMethod`` and ``TrainingHyperparameters``.
+``hookimpl``, ``Method``, ``PeftMethod``, ``TrainingHyperparameters`` and ``ParameterGroup``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from peftbench.methods.hyperparameters import (
     learning_rate_field,
     search_range,
 )
+from peftbench.methods.optim import ParameterGroup, parameter_groups
 from peftbench.models import classification_head, transformer_blocks
 from peftbench.plugins import collect_methods
 from peftbench.records import RunRecord, read_records
@@ -29,6 +30,7 @@ __all__ = [
     "Leaderboard",
     "Method",
     "ModuleNames",
+    "ParameterGroup",
     "PeftMethod",
     "PeftbenchError",
     "RunRecord",
@@ -43,6 +45,7 @@ __all__ = [
     "collect_methods",
     "hookimpl",
     "learning_rate_field",
+    "parameter_groups",
     "read_records",
     "run",
     "search_range",

@@ -88,9 +88,11 @@ def fit(
     ``count(value)`` is the real number of trainable parameters at that value, ``None`` where the
     method's hyper-parameters refuse the value (a rule between two of them); ``default`` must be
     accepted. Refused values below it count as too small, above it as too large, so the search
-    stays where the method accepts values. Monotone counts assumed: the bracket between the last
-    value below the target and the first at or above it shrinks by interpolation (exact for counts
-    affine in the value, so two or three counts usually do) and by bisection where that is slow.
+    stays where the method accepts values; a refused value inside a bracket of accepted ones (an
+    odd rank where only even ones are taken) gives way to the accepted value nearest to it.
+    Monotone counts assumed: the bracket between the last value below the target and the first at
+    or above it shrinks by interpolation (exact for counts affine in the value, so two or three
+    counts usually do) and by bisection where that is slow.
     """
     seen: dict[int, float] = {}
 
@@ -117,12 +119,24 @@ def fit(
     while above - below > 1 and measure(below) < target <= measure(above):
         middle = _guess(below, above, measure(below), measure(above), target) if interpolate else None
         middle = (below + above) // 2 if middle is None else middle
+        middle = _accepted_near(middle, below, above, measure)
+        if middle is None:  # nothing between them is accepted: the bracket is as tight as it gets
+            break
         width = above - below
         below, above = (below, middle) if measure(middle) >= target else (middle, above)
         interpolate = above - below <= width // 2  # a guess that did not halve the bracket: bisect next
     tried = [value for value, found in seen.items() if math.isfinite(found)] or [default]
     best = min(tried, key=lambda value: (abs(measure(value) - target), value))
     return Fit(best, int(measure(best)))
+
+
+def _accepted_near(middle: int, below: int, above: int, measure: Callable[[int], float]) -> int | None:
+    """The value strictly between ``below`` and ``above`` nearest to ``middle`` that is accepted."""
+    for distance in range(above - below):
+        for value in (middle - distance, middle + distance):
+            if below < value < above and math.isfinite(measure(value)):
+                return value
+    return None
 
 
 def _guess(below: int, above: int, low: float, high: float, target: int) -> int | None:

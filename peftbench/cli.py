@@ -115,6 +115,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _methods(args: argparse.Namespace) -> int:
     from peftbench.methods.base import FEATURES_FACT
     from peftbench.methods.hyperparameters import declared
+    from peftbench.methods.support import FAMILIES
     from peftbench.plugins import collect_methods
 
     default_methods = SweepConfig.model_fields["methods"].default
@@ -127,6 +128,8 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"    {method.description}")
         if method.trains_on_features:
             print(f"    {FEATURES_FACT}")
+        for family, reason in method.unsupported.items():
+            print(f"    cannot train {FAMILIES[family]} models: {reason}")
         rows = declared(method.hyperparameter_model())
         if rows:
             print(f"    defaults: {hp_text({row.name: row.default for row in rows})}")
@@ -136,6 +139,8 @@ def _methods(args: argparse.Namespace) -> int:
                 print(f"      {row.name:<{width}}  {row.help or '(no help given)'} ({detail})")
         if method.tuning_grid():
             print(f"    --tune tries: {hp_text(method.tuning_grid())} (and beyond an end that scores best)")
+            if method.search_space_source:
+                print(f"      from: {method.search_space_source}")
     return 0
 
 

@@ -37,7 +37,8 @@ class ModelSpec:
     source: Callable[[], str] | str
     tokenizer: str | None = None  # defaults to ``source``
     tokenizer_class: str = "AutoTokenizer"  # a bare vocab/merges folder needs its class named
-    random_config: dict[str, Any] | None = None  # build from this GPT-2 config instead of weights
+    random_config: dict[str, Any] | None = None  # build from this config instead of weights
+    config_class: str = "GPT2Config"  # the transformers class of ``random_config``
     notes: list[str] = field(default_factory=list)
 
     def weights_path(self) -> str:
@@ -68,6 +69,38 @@ ALIASES: dict[str, ModelSpec] = {
     "gpt2-random": ModelSpec(
         "gpt2-random", "random:gpt2", tokenizer="gpt2", tokenizer_class=_GPT2_TOKENIZER, random_config={}
     ),
+    # Tiny random models of the other families (with GPT-2's tokenizer: the weights are random anyway),
+    # for smoke runs and for checking which methods work where.
+    "tiny-bert": ModelSpec(
+        "tiny-bert",
+        "random:tiny-bert",
+        tokenizer="gpt2",
+        tokenizer_class=_GPT2_TOKENIZER,
+        config_class="BertConfig",
+        random_config={
+            "vocab_size": 50257,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+        },
+    ),  # fmt: skip
+    "tiny-llama": ModelSpec(
+        "tiny-llama",
+        "random:tiny-llama",
+        tokenizer="gpt2",
+        tokenizer_class=_GPT2_TOKENIZER,
+        config_class="LlamaConfig",
+        random_config={
+            "vocab_size": 50257,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "intermediate_size": 128,
+            "max_position_embeddings": 512,
+        },
+    ),  # fmt: skip
 }
 
 
@@ -135,7 +168,8 @@ def load_base_model(
     }
     torch.manual_seed(RANDOM_BODY_SEED)
     if spec.random_config is not None:
-        config = transformers.GPT2Config(**spec.random_config, **labels, pad_token_id=pad_token_id)
+        config_class = getattr(transformers, spec.config_class)
+        config = config_class(**spec.random_config, **labels, pad_token_id=pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config)
     else:
         source = spec.weights_path()
@@ -229,6 +263,6 @@ def _guarded(load: Callable[[], Any], what: str, source: str) -> Any:
         first_line = (str(error).splitlines() or [""])[0]
         raise PeftbenchError(
             f"could not load {what} '{source}' ({type(error).__name__}: {first_line}); pass a local "
-            f"folder, an alias (minilm, tiny-gpt2, gpt2-random), or set {MIRROR_ENV} to a folder "
+            f"folder, an alias ({', '.join(ALIASES)}), or set {MIRROR_ENV} to a folder "
             f"holding models/<name> and tokenizers/<name>"
         ) from error

@@ -22,6 +22,7 @@ from peftbench import hookspecs
 from peftbench.errors import PeftbenchError, UnknownNameError
 from peftbench.methods.base import ROLES, Method, PeftMethod
 from peftbench.methods.hyperparameters import Hyperparameters, TrainingHyperparameters
+from peftbench.methods.support import declaration_problem
 from peftbench.validation import type_name
 
 ENTRY_POINT_GROUP = "peftbench"
@@ -226,9 +227,12 @@ CALLS = {
     "load": ("base_model", "directory", "task", "hp"),
     "extra_loss": ("model",),
     "after_step": ("model", "step"),
+    "optimizer": ("model", "hp"),
+    "report": ("model",),
     "merge": ("model",),
 }
-OPTIONAL = ("extra_loss", "after_step")  # training hooks: checked only where a method defines them
+#: Hooks with a default: checked only where a method defines them.
+OPTIONAL = ("extra_loss", "after_step", "optimizer", "report")
 
 
 def _cannot_run(method: Method) -> str | None:
@@ -242,6 +246,11 @@ def _cannot_run(method: Method) -> str | None:
         return f"its trains_on_features {method.trains_on_features!r} must be True or False"
     if method.trains_on_features and not method.trains:
         return "it declares trains_on_features but trains nothing (trains = False): drop one of them"
+    unsupported = declaration_problem(method.unsupported)
+    if unsupported:
+        return unsupported
+    if not isinstance(method.search_space_source, str):
+        return "its search_space_source must be a sentence saying where the search space comes from"
     try:
         hp = _hyperparameters(method)
     except PeftbenchError as error:

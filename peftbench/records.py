@@ -52,6 +52,9 @@ class RunRecord:
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
+    #: The method's own numbers about what it trained (``Method.report``): AdaLoRA's final ranks,
+    #: a regulariser's value; empty where the method reports none (and in older records).
+    method_metrics: dict[str, float] = field(default_factory=dict)
     reload: dict[str, Any] = field(default_factory=dict)
     #: Learning curves by series ("train_loss", "validation_accuracy", "validation_loss"), each a
     #: list of [step, value] pairs; empty for records written before curves were (or no training).
@@ -187,7 +190,7 @@ _TEXT_FIELDS = (
 )  # fmt: skip
 _OPTIONAL_TEXT_FIELDS = ("adapter_path", "error")
 _OBJECT_FIELDS = ("hyperparameters", "train_config", "environment")
-_NUMBER_FIELDS = ("metrics", "costs")  # objects of numbers (NaN is stored as null)
+_NUMBER_FIELDS = ("metrics", "costs", "method_metrics")  # objects of numbers (NaN is stored as null)
 _INTEGER_LIST_FIELDS = ("predictions", "references")
 _TEXT_LIST_FIELDS = ("label_names", "notes")
 _INTEGER_COSTS = ("trainable_params", "total_params", "train_steps", "adapter_bytes")

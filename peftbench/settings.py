@@ -176,7 +176,10 @@ class SweepConfig(_Settings):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    model: str = Field("gpt2", description="Hub id, local folder or alias (minilm, tiny-gpt2, gpt2-random)")
+    model: str = Field(
+        "gpt2",
+        description="Hub id, local folder or alias (minilm, tiny-gpt2, tiny-bert, tiny-llama, gpt2-random)",
+    )
     dataset: Annotated[tuple[str, ...], BeforeValidator(_dataset_names)] = Field(
         ("rotten_tomatoes",),
         description="Hub id, mirror name, folder or file; comma-separated for several, run in turn",

@@ -1,7 +1,8 @@
 """The training loop: AdamW, warmup + linear decay, gradient clipping, seeded, nothing hidden.
 
 Only parameters with ``requires_grad`` are optimised, so the same loop serves every method: a
-method decides what trains by what it leaves trainable. A method that must act during training
+method decides what trains by what it leaves trainable, and may say how through its parameter
+groups or its own optimizer (``peftbench.methods.optim``). A method that must act during training
 (AdaLoRA's rank re-allocation, a regulariser) does so through ``StepHooks``, which the loop calls
 without knowing whose they are. The loss is read back from the device only at log intervals, so
 a GPU never waits on the host between steps. ``Checkpoints`` lets the caller look at the model at
@@ -32,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from peftbench.batching import PAD_LABEL, StaticShapes, TokenizedSplit, collate, train_batches
+from peftbench.methods.optim import build_optimizer
 from peftbench.precision import autocast
 from peftbench.settings import TrainConfig
 
@@ -74,6 +76,9 @@ class StepHooks:
     extra_loss: Callable[[], torch.Tensor] | None = None
     #: Called with the number of optimiser steps done (from 1), before the gradients are cleared.
     after_step: Callable[[int], None] | None = None
+    #: What to optimise how: parameter groups or a whole optimizer (``Method.optimizer``), asked
+    #: once the model is on the device; ``None``: the default groups (``parameter_groups``).
+    optimizer: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,7 @@ def train(
         return stats
     torch.manual_seed(seed)
     batches = plan_batches(split, config, seed)
-    fused = device.type == "cuda"  # one kernel for the whole update on GPUs
-    optimizer = torch.optim.AdamW(
-        params, lr=hp["learning_rate"], weight_decay=hp["weight_decay"], fused=fused, foreach=not fused
-    )
+    optimizer = build_optimizer(model, hp, device, hooks.optimizer)
     warmup = int(hp["warmup_ratio"] * len(batches))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, len(batches)))
     running = torch.zeros((), device=device)

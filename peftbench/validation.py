@@ -13,7 +13,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic.fields import FieldInfo
@@ -112,7 +112,8 @@ def interval(field: FieldInfo | None) -> str:
 
 
 def type_name(field: FieldInfo | None) -> str:
-    """``int``, ``float``, ``bool``, ``str``: the field's type without ``| None`` and validators."""
+    """``int``, ``float``, ``bool``, ``str``: the field's type without ``| None`` and validators;
+    ``one of a, b`` for a ``Literal`` (the choices, as help and refusals show them)."""
     annotation = field.annotation if field else None
     while True:
         origin, args = get_origin(annotation), get_args(annotation)
@@ -120,6 +121,8 @@ def type_name(field: FieldInfo | None) -> str:
             annotation = args[0]
         elif origin in (Union, UnionType) and len([a for a in args if a is not type(None)]) == 1:
             annotation = next(a for a in args if a is not type(None))
+        elif origin is Literal:
+            return "one of " + ", ".join(str(choice) for choice in args)
         else:
             return getattr(annotation, "__name__", str(annotation))
 

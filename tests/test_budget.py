@@ -95,6 +95,17 @@ def test_fit_stays_where_the_method_accepts_values_and_within_bounds():
     assert fit(lambda v: 500, 5000, default=8, low=1, high=math.inf).achieved == 500
 
 
+@pytest.mark.parametrize("target", [affine(12), affine(30), affine(96), affine(12) + 60])
+def test_fit_steps_over_refused_values_between_accepted_ones(target):
+    """HRA takes even ranks only, OFT block sizes that divide the layers: a gap is no wall."""
+    even = lambda v: affine(v) if v % 2 == 0 else None  # noqa: E731
+    best = min(range(2, 2001, 2), key=lambda v: (abs(affine(v) - target), v))
+    assert fit(even, target, default=8, low=1, high=2000).value == best
+    divides = lambda v: affine(v) if 384 % v == 0 else None  # noqa: E731
+    best = min((v for v in range(1, 385) if 384 % v == 0), key=lambda v: (abs(affine(v) - target), v))
+    assert fit(divides, target, default=32, low=1, high=384).value == best
+
+
 def test_lora_and_prefix_tuning_are_sized_within_ten_percent_and_ia3_runs_off_budget(
     keyword_data, tmp_path, capsys
 ):

@@ -44,6 +44,27 @@ def test_bad_input_is_one_line_before_any_training(tmp_path, capsys, argv, words
     assert not (out / "records").exists()
 
 
+def test_a_method_that_cannot_train_the_model_is_refused_in_one_line_before_training(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    pd.DataFrame(keyword_rows(40, 0)).to_csv(data, index=False)
+    out = tmp_path / "runs"
+    argv = ["run", "--model", "tiny-gpt2", "--dataset", str(data), "--out", str(out), "--methods"]
+    assert main([*argv, "lora,oft,prompt_tuning"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "peftbench: error: method 'oft' cannot train model 'tiny-gpt2' (GPT-2): peft's OFT adapts "
+        "nn.Linear layers only, not GPT-2's transposed Conv1D projections; use lora, dora, vera or "
+        "fourierft on GPT-2; also refused here: prompt_tuning (drop them from --methods)\n"
+    )
+    assert not (out / "records").exists()
+
+
+def test_python_dash_m_peftbench_is_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "peftbench", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("usage: peftbench ")
+    assert "{methods,run,leaderboard,docs}" in done.stdout
+
+
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("x")

@@ -76,6 +76,7 @@ def synthetic(dataset, method, seed, correct, *, role="method", status="complete
             {"hyperparameters": {"learning_rate": 0.003}, "status": "complete", "validation_accuracy": 0.7},
         ]} if role == "method" else None,
         error=None if done else "boom in forward",
+        method_metrics={"final_rank_mean": 4.0 + seed, "final_rank_min": 2} if method == "lora" else {},
     )  # fmt: skip
 
 
@@ -210,7 +211,26 @@ def test_method_pages_come_from_the_registry(generated):
     lora = (docs / "methods" / "lora.md").read_text()
     assert "Low-rank adapters on the attention projections" in lora and "peftbench.methods.lora.Lora" in lora
     assert "<td>0.0003, 0.001, 0.003, 0.01</td>" in lora  # the --tune search space
+    assert "Where these values come from" not in lora  # lora does not say
     assert "](../leaderboard/tiny-alpha.md#m-lora): rank 1" in lora
+    # What the method reported about itself (Method.report), mean over the three seeds, per table.
+    own = escape("final_rank_mean 5.0, final_rank_min 2.0", "markdown")
+    assert "## Its own numbers" in lora and f"- tiny on alpha: {own}" in lora
+    assert "## Its own numbers" not in (docs / "methods" / "ia3.md").read_text()
+    assert "GPT-2: yes, BERT-like: yes, Llama-like: yes" in lora
+
+
+def test_the_model_support_page_shows_each_declaration_with_its_reason(generated):
+    _, docs, built = generated
+    assert "methods/model-support.md" in built.pages
+    page = (docs / "methods" / "model-support.md").read_text()
+    rows = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| [")}
+    assert rows["| [lora](lora.md)"].endswith("| yes | yes | yes |")
+    oft = rows["| [oft](oft.md)"]
+    assert "| **no**: peft's OFT adapts nn.Linear layers only, not GPT-2's transposed Conv1D" in oft
+    assert oft.endswith("| yes | yes |")
+    assert rows["| [prompt&#95;tuning](prompt_tuning.md)"].count("**no**") == 2  # GPT-2 and Llama-like
+    assert '<a href="model-support.md">Model support</a>' in (docs / "methods" / "index.md").read_text()
 
 
 def test_stale_generated_pages_go_and_hand_written_ones_stay(generated, tmp_path):
@@ -322,7 +342,12 @@ def test_a_method_named_index_gets_its_own_page_and_the_index_links_to_it():
         }
     )
     out = method_pages.pages(registry, [])
-    assert set(out) == {"methods/index.md", "methods/index-method.md", "methods/lora.md"}
+    assert set(out) == {
+        "methods/index.md",
+        "methods/model-support.md",
+        "methods/index-method.md",
+        "methods/lora.md",
+    }
     assert out["methods/index.md"].startswith("# Methods\n")
     assert "[index](index-method.md)" in out["methods/index.md"]
     assert "[lora](lora.md)" in out["methods/index.md"]

@@ -9,8 +9,8 @@ import peft
 from peftbench import PeftMethod, hookimpl
 
 
-class RsLora(PeftMethod):
-    name = "rslora"
+class MyRsLora(PeftMethod):
+    name = "my_rslora"
     description = "LoRA with rank-stabilised scaling."
     defaults = {"r": 4}
 
@@ -20,7 +20,7 @@ class RsLora(PeftMethod):
 
 @hookimpl
 def register_methods(register):
-    register(RsLora())
+    register(MyRsLora())
 """
 
 
@@ -36,11 +36,11 @@ def install_fake_distribution(site: Path, dist: str, version: str, entry: str, m
 
 def test_installed_entry_point_is_discovered_with_its_distribution(tmp_path):
     install_fake_distribution(
-        tmp_path / "site", "peftbench-rslora", "1.2.3", "rslora", "pb_rslora", GOOD_PLUGIN
+        tmp_path / "site", "peftbench-my-rslora", "1.2.3", "my_rslora", "pb_my_rslora", GOOD_PLUGIN
     )
     result = run_cli("methods", env={"PYTHONPATH": str(tmp_path / "site")})
     assert result.returncode == 0, result.stderr
-    assert "rslora  (peftbench-rslora 1.2.3)" in result.stdout
+    assert "my_rslora  (peftbench-my-rslora 1.2.3)" in result.stdout
     assert "defaults: learning_rate=0.0005, weight_decay=0.0, warmup_ratio=0.06, r=4" in result.stdout
 
 
@@ -49,7 +49,7 @@ def test_a_plugin_that_fails_to_import_is_named_and_skipped(tmp_path):
     install_fake_distribution(
         site, "peftbench-broken", "0.9", "broken", "pb_broken", "import no_such_module_xyz\n"
     )
-    install_fake_distribution(site, "peftbench-rslora", "1.2.3", "rslora", "pb_rslora", GOOD_PLUGIN)
+    install_fake_distribution(site, "peftbench-my-rslora", "1.2.3", "my_rslora", "pb_my_rslora", GOOD_PLUGIN)
     result = run_cli("methods", env={"PYTHONPATH": str(site)})
     assert result.returncode == 0
     assert (
@@ -58,7 +58,7 @@ def test_a_plugin_that_fails_to_import_is_named_and_skipped(tmp_path):
     )
     assert "No module named 'no_such_module_xyz'" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "rslora  (peftbench-rslora 1.2.3)" in result.stdout and "lora (default)" in result.stdout
+    assert "my_rslora  (peftbench-my-rslora 1.2.3)" in result.stdout and "lora (default)" in result.stdout
 
 
 def test_environment_variable_limits_which_plugins_load(tmp_path):
@@ -66,9 +66,10 @@ def test_environment_variable_limits_which_plugins_load(tmp_path):
     install_fake_distribution(
         site, "peftbench-broken", "0.9", "broken", "pb_broken", "raise RuntimeError('x')\n"
     )
-    install_fake_distribution(site, "peftbench-rslora", "1.2.3", "rslora", "pb_rslora", GOOD_PLUGIN)
-    only = run_cli("methods", env={"PYTHONPATH": str(site), "PEFTBENCH_PLUGINS": "rslora"})
-    assert "rslora" in only.stdout and "broken" not in only.stderr
+    install_fake_distribution(site, "peftbench-my-rslora", "1.2.3", "my_rslora", "pb_my_rslora", GOOD_PLUGIN)
+    only = run_cli("methods", env={"PYTHONPATH": str(site), "PEFTBENCH_PLUGINS": "my_rslora"})
+    assert "my_rslora  (" in only.stdout and "broken" not in only.stderr
+    assert "dora  (" not in only.stdout  # the example plugins' entry points are not loaded either
     none = run_cli("methods", env={"PYTHONPATH": str(site), "PEFTBENCH_PLUGINS": ""})
-    assert "rslora" not in none.stdout and "broken" not in none.stderr
+    assert "my_rslora" not in none.stdout and "broken" not in none.stderr
     assert "lora (default)" in none.stdout and "prefix_tuning" in none.stdout

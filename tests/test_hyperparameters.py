@@ -199,3 +199,17 @@ def test_list_defaults_take_their_items_type_from_the_command_line():
 def test_a_method_whose_own_declaration_is_wrong_is_one_line(attributes, words):
     with pytest.raises(PeftbenchError, match=words):
         _method("demo", **attributes).hyperparameters()
+
+
+def test_a_choice_hyper_parameter_names_its_choices_in_help_and_refusals(capsys):
+    road = collect_methods().get("road").method
+    assert road.hyperparameters({"variant": "road_2"})["variant"] == "road_2"
+    with pytest.raises(PeftbenchError) as error:
+        road.hyperparameters({"variant": "road_3"})
+    assert str(error.value) == (
+        "method 'road': hyper-parameter 'variant' must be one of road_1, road_2, road_4, got 'road_3'"
+    )
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out
+    assert "variant         parameters per pair of outputs" in listed
+    assert "(one of road_1, road_2, road_4)" in listed and "Literal" not in listed

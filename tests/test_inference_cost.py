@@ -20,15 +20,12 @@ from peftbench.plugins import collect_methods
 
 CPU = torch.device("cpu")
 TASK = TaskInfo(2, ("bad", "good"), (10, 10), TrainingPlan(40, 10, 4.0, 8, "cpu"))
+# All but lora and ia3: peftbench-peft-extras.
 MERGEABLE = [
-    "lora",
-    "ia3",
-    "adalora",
-    "dora",
-    "loha",
-    "lokr",
-    "vera",
-]  # all but lora, ia3: peftbench-peft-extras
+    "lora", "ia3", "adalora", "dora", "loha", "lokr", "vera", "rslora", "pissa", "olora", "lora_plus",
+    "lora_fa", "oft", "boft", "hra", "road", "vblora", "randlora", "fourierft", "c3a", "shira", "delora",
+    "gralora", "hira", "miss", "ln_tuning",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, run_cli, write_keyword_csv
 from peftbench.records import read_records
@@ -33,36 +34,35 @@ def installed(tmp_path_factory) -> dict[str, str]:
     return {"PYTHONPATH": str(site)}
 
 
-def test_the_guide_writes_two_packages_and_the_peft_method_is_short():
+def test_the_guide_writes_three_packages_and_the_peft_method_is_short():
     assert set(GUIDE_FILES) == {
-        "peftbench-ln-tuning/peftbench_ln_tuning.py",
-        "peftbench-ln-tuning/pyproject.toml",
+        "peftbench-waveft/peftbench_waveft.py",
+        "peftbench-waveft/pyproject.toml",
         "peftbench-top-layers/peftbench_top_layers.py",
         "peftbench-top-layers/pyproject.toml",
+        "peftbench-layerwise-decay/peftbench_layerwise_decay.py",
+        "peftbench-layerwise-decay/pyproject.toml",
     }
-    code = [
-        line
-        for line in GUIDE_FILES["peftbench-ln-tuning/peftbench_ln_tuning.py"].splitlines()
-        if line.strip()
-    ]
+    code = [line for line in GUIDE_FILES["peftbench-waveft/peftbench_waveft.py"].splitlines() if line.strip()]
     assert len(code) <= 17, "the guide promises a method in about fifteen lines"
 
 
 def test_guide_builds_an_installable_plugin_that_reaches_the_leaderboard(installed, tmp_path):
     listed = run_cli("methods", env=installed)
     assert listed.returncode == 0, listed.stderr
-    assert "ln_tuning  (peftbench-ln-tuning 0.1.0)" in listed.stdout
-    assert "Trains only the LayerNorm scales" in listed.stdout
+    assert "waveft  (peftbench-waveft 0.1.0)" in listed.stdout
+    assert "Trains n wavelet coefficients" in listed.stdout
+    assert "--tune tries: learning_rate=[0.0003, 0.001, 0.003], n_frequency=[500, 1000]" in listed.stdout
     assert "top_layers  (peftbench-top-layers 0.1.0)" in listed.stdout
     assert "how many of the last transformer blocks train" in listed.stdout  # its help, from the model
 
     data = write_keyword_csv(tmp_path / "data.csv")
     out = tmp_path / "runs"
     args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
-    ran = run_cli("run", *args, "--methods", "ln_tuning,lora", env=installed)
+    ran = run_cli("run", *args, "--methods", "waveft,lora", env=installed)
     assert ran.returncode == 0, ran.stderr
     board = run_cli("leaderboard", str(out), env=installed)
-    rows = [line for line in board.stdout.splitlines() if "| ln_tuning " in line]
+    rows = [line for line in board.stdout.splitlines() if "| waveft " in line]
     assert len(rows) == 1 and rows[0].rstrip().endswith("| yes                |")
 
 
@@ -86,3 +86,32 @@ def test_the_low_level_method_trains_the_last_blocks_and_reloads_identically(
         failed.error
         == f"PeftbenchError: layers={blocks + 1}, but the model has {blocks} blocks (during prepare)"
     )
+
+
+def test_the_decaying_method_sets_its_own_learning_rates_and_reports_its_own_numbers(installed, tmp_path):
+    """One step of Adam moves each weight by its group's rate: the lower of tiny-gpt2's two blocks
+    by decay x the upper one's; the record keeps the drift the method reported."""
+    from safetensors.torch import load_file
+
+    from peftbench.models import load_model, resolve_model
+
+    data = write_keyword_csv(tmp_path / "data.csv")
+    out = tmp_path / "runs"
+    args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "1", "--out", str(out),
+            "--quiet", "--methods", "layerwise_decay", "--no-references", "--hp",
+            "layerwise_decay.decay=0.25"]  # fmt: skip
+    ran = run_cli("run", *args, env=installed)
+    assert ran.returncode == 0, ran.stderr
+    (record,) = read_records(out)
+    assert record.status == "complete" and record.reload["predictions_identical"] is True
+    assert 0 < record.method_metrics["relative_drift"] < 0.1
+    trained = load_file(str(out / record.adapter_path / "trained.safetensors"))
+    model = load_model(resolve_model("tiny-gpt2"), ("bad", "good"), 0, 50256)
+    start = {name: parameter.detach() for name, parameter in model.named_parameters()}
+    moved = {
+        block: torch.cat([(w - start[n]).abs().flatten() for n, w in trained.items() if f"h.{block}." in n])
+        for block in (0, 1)
+    }
+    rate = record.hyperparameters["learning_rate"]
+    assert moved[1].quantile(0.9).item() == pytest.approx(0.25 * rate, rel=1e-2)
+    assert moved[0].quantile(0.9).item() == pytest.approx(0.25**2 * rate, rel=1e-2)

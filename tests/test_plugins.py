@@ -168,6 +168,12 @@ def variant(**attributes):
         ),
         ({"extra_loss": lambda self: 0.0}, "its extra_loss() cannot be called as extra_loss(model)"),
         ({"after_step": lambda self, model: None}, "cannot be called as after_step(model, step)"),
+        ({"optimizer": lambda self, model: []}, "its optimizer(model) cannot be called as optimizer(model, "),
+        ({"report": lambda self: {}}, "its report() cannot be called as report(model)"),
+        ({"unsupported": {"gtp2": "typo"}}, "its unsupported names family 'gtp2'; known families: gpt2"),
+        ({"unsupported": {"gpt2": " "}}, "its unsupported['gpt2'] must say why in a sentence"),
+        ({"unsupported": ["gpt2"]}, "its unsupported must be a dict of family -> reason, got list"),
+        ({"search_space_source": 3}, "its search_space_source must be a sentence saying where"),
         ({"description": ""}, "it has no description"),
         ({"role": "oracle"}, "its role 'oracle' is unknown: use one of method, baseline, reference"),
         (
@@ -231,7 +237,7 @@ def test_a_peft_config_that_names_its_hyper_parameters_is_accepted():
 
 def test_hooks_that_a_method_does_not_define_are_neither_checked_nor_called():
     probe = HeadProbe()
-    assert not probe.defines("extra_loss") and not probe.defines("after_step")
+    assert not any(probe.defines(hook) for hook in ("extra_loss", "after_step", "optimizer", "report"))
     assert collect_methods().get("lora").method.defines("after_step") is False
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import peftbench
 from conftest import keyword_rows
-from fake_plugins import HeadProbe
+from fake_plugins import HeadProbe, MethodsPlugin
 from peftbench import hookimpl
 from peftbench.models import classification_head
 from peftbench.plugins import collect_methods
@@ -143,4 +143,45 @@ def test_execute_run_never_raises_and_saves_only_into_the_folder_it_is_given(key
         again.status == "failed"
         and again.error.startswith("FileExistsError")
         and "(during save)" in again.error
+    )
+
+
+class Reporting(HeadProbe):
+    """A head probe that reports the head's norm, or something that is not a number."""
+
+    name = "reporting"
+    description = "Reports its head's weight norm after training."
+
+    def __init__(self, numbers=None):
+        self.numbers = numbers
+
+    def report(self, model):
+        if self.numbers is not None:
+            return self.numbers
+        return {"head_norm": classification_head(model).weight.norm(), "steps_seen": 2}
+
+
+def test_a_method_reports_its_own_numbers_into_its_record(keyword_dataset, tmp_path, register_plugin):
+    register_plugin(MethodsPlugin(Reporting()))
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_dataset), methods="reporting,lora", out=tmp_path,
+        max_steps=2, references=False, progress=False, measure_inference=False,
+    )  # fmt: skip
+    records = {r.method: r for r in board.records}
+    reported = records["reporting"].method_metrics
+    assert set(reported) == {"head_norm", "steps_seen"} and reported["steps_seen"] == 2.0
+    assert reported["head_norm"] > 0 and records["lora"].method_metrics == {}
+    assert board.to_frame().set_index("method").loc["reporting", "method_metrics"] == reported
+
+
+def test_a_report_that_is_not_numbers_fails_the_run_saying_so(keyword_dataset, tmp_path, register_plugin):
+    register_plugin(MethodsPlugin(Reporting({"ranks": [1, 2]})))
+    board = peftbench.run(
+        model="tiny-gpt2", dataset=str(keyword_dataset), methods="reporting", out=tmp_path,
+        max_steps=1, references=False, progress=False, measure_inference=False,
+    )  # fmt: skip
+    (record,) = board.records
+    assert record.status == "failed"
+    assert record.error == (
+        "PeftbenchError: method 'reporting' reported 'ranks'=[1, 2]: report numbers by name (during evaluate)"
     )

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 
 from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
+from peftbench.docgen.support_page import PAGE as SUPPORT_PAGE
+from peftbench.docgen.support_page import support_page
 from peftbench.formatting import escape, number, value
 from peftbench.methods.base import FEATURES_FACT
 from peftbench.methods.hyperparameters import declared, declared_search_range
+from peftbench.methods.support import FAMILIES
 from peftbench.plugins import MethodRegistry, RegisteredMethod
 
 ROLES = {
@@ -77,6 +80,25 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     return "\n".join(lines) or "Not in the published records yet."
 
 
+def _own_numbers(name: str, tables: Sequence[Table]) -> str:
+    """What the method reported about itself (``Method.report``), mean over seeds, per table."""
+    lines = []
+    for table in tables:
+        for _, row in table.frame[table.frame["method"] == name].iterrows():
+            numbers = row.get("method_metrics")
+            if isinstance(numbers, dict) and numbers:
+                title = table.title if row["label"] == name else f"{table.title}, {row['label']}"
+                shown = ", ".join(f"{key} {value(number_)}" for key, number_ in sorted(numbers.items()))
+                lines.append(f"- {escape(title, 'markdown')}: {escape(shown, 'markdown')}")
+    return "\n".join(lines)
+
+
+def _support(method) -> str:
+    """``GPT-2: no, BERT-like: yes, ...`` linking to the matrix, where the reasons are."""
+    cells = [f"{label}: {'no' if key in method.unsupported else 'yes'}" for key, label in FAMILIES.items()]
+    return f'{escape(", ".join(cells), "html")} (<a href="{SUPPORT_PAGE}.md">why</a>)'
+
+
 def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
     method = entry.method
     kind = type(method)
@@ -86,9 +108,11 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         ("Role", escape(role, "html")),
         ("Source", escape(entry.source, "html")),
         ("Implementation", f"<code>{escape(f'{kind.__module__}.{kind.__qualname__}', 'html')}</code>"),
+        ("Trains", _support(method)),
     ]
     if method.trains_on_features:
         facts.append(("Trains on", escape(FEATURES_FACT, "html") + " (<code>trains_on_features</code>)"))
+    own = _own_numbers(method.name, tables)
     usage = f"peftbench run --model minilm --methods {method.name} --out runs/"
     if method.trains:
         usage += f"\npeftbench run --model minilm --methods {method.name} --tune --num-seeds 3 --out runs/"
@@ -106,10 +130,18 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         "<code>--tune-seeds</code> seeds. Where the best is the smallest or largest value tried, the "
         "next one beyond is tried too, with the same spacing, within the range shown.</p>",
         _search_table(entry),
+        f"<p>Where these values come from: {escape(method.search_space_source, 'html')}</p>"
+        if method.trains and method.search_space_source
+        else "",
         "## Run it",
         _usage(usage),
         "## On the leaderboard",
         _appearances(method.name, tables),
+        *(
+            ["## Its own numbers", "What the method reported about what it trained, mean over seeds.", own]
+            if own
+            else []
+        ),
     )
 
 
@@ -131,7 +163,8 @@ def index_page(registry: MethodRegistry) -> str:
     intro = (
         "<p>Every method this installation knows, built-in or from a plugin package, generated "
         "from the method registry: install a plugin and regenerate, and it gets its page. "
-        "<code>peftbench methods</code> prints the same facts.</p>"
+        "<code>peftbench methods</code> prints the same facts. Which model families each one "
+        f'trains: <a href="{SUPPORT_PAGE}.md">Model support</a>.</p>'
     )
     return page("Methods", intro, "\n".join(lines))
 
@@ -142,7 +175,10 @@ def pages(registry: MethodRegistry, tables: Sequence[Table]) -> dict[str, str]:
     A method named ``index`` gets ``methods/index-method.md`` (see ``method_slug``), never the
     index's own page.
     """
-    out = {"methods/index.md": index_page(registry)}
+    out = {
+        "methods/index.md": index_page(registry),
+        f"methods/{SUPPORT_PAGE}.md": support_page(ordered(registry)),
+    }
     for entry in ordered(registry):
         out[f"methods/{method_slug(entry.method.name)}.md"] = method_page(entry, tables)
     return out

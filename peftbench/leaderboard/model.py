@@ -70,9 +70,11 @@ FRAME_COLUMNS = [
     "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
     "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", *diagnostics.COLUMNS,
     "validation_accuracy", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS, "budget",
-    "reload_identical", "run_ids", "config", "dataset_fingerprint",
+    "reload_identical", "run_ids", "config", "dataset_fingerprint", "method_metrics",
 ]  # fmt: skip
-OBJECT_COLUMNS = ["tuned_values", "hyperparameters"]  # dicts, kept as they are in the records
+#: Dicts, kept as they are in the records; ``method_metrics`` (what a method reports about itself,
+#: ``Method.report``) is averaged over the completed seeds in ``to_frame``.
+OBJECT_COLUMNS = ["tuned_values", "hyperparameters", "method_metrics"]
 #: Counts, equal for every seed of one configuration: whole numbers in the frame too.
 COUNT_COLUMNS = ["trainable_params", "total_params", "adapter_bytes"]
 GROUP = ["model", "dataset"]
@@ -185,6 +187,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
         hyperparameters=group["hyperparameters"].iloc[0],
         run_ids=sorted(group["run_id"]),
         reload_identical=bool(done["reload_identical"].fillna(False).all()) if len(done) else pd.NA,
+        method_metrics=_mean_of_dicts(done["method_metrics"]),
     )
     for column in COST_COLUMNS:
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
@@ -199,6 +202,15 @@ def _diagnose(records: list[RunRecord], row: dict[str, Any]) -> dict[str, Any]:
     done = [record for record in records if record.status == "complete"]
     curves = {r.seed: (r.curves.get(series), r.metrics.get(series)) for r in done}
     return diagnostics.diagnose(curves, list(row["accuracy_per_seed"].values()), row["_correct"])
+
+
+def _mean_of_dicts(values: pd.Series) -> dict[str, float]:
+    """Per key, the mean over the runs that reported a number for it."""
+    means = {}
+    for key in sorted({key for numbers in values for key in numbers}):
+        reported = [n[key] for n in values if n.get(key) is not None]
+        means[key] = float(np.mean(reported)) if reported else float("nan")
+    return means
 
 
 def correctness(records: list[RunRecord]) -> np.ndarray | None:
@@ -293,4 +305,5 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "budget": budget_text(record.budget),
         "error": record.error,
         "hyperparameters": dict(record.hyperparameters),
+        "method_metrics": dict(record.method_metrics),
     }

@@ -24,6 +24,7 @@ from transformers.pytorch_utils import Conv1D
 from peftbench.errors import PeftbenchError
 from peftbench.methods import hyperparameters
 from peftbench.methods.hyperparameters import Hyperparameters
+from peftbench.methods.optim import ParameterGroup, parameter_groups
 
 # peft still calls a transformers property that warns on every call; it is not the user's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -68,9 +69,11 @@ class Method(ABC):
        initialised from the seed, every parameter trainable as loaded) becomes the model to
        train; ``task.plan`` says how long training will be. Whatever is left trainable trains.
     4. **training**: the harness moves the model to the device, stores frozen weights in bf16
-       where that precision is used (trainable ones stay fp32) and runs the loop;
+       where that precision is used (trainable ones stay fp32), asks ``optimizer(model, hp)``
+       for the parameter groups (or the whole optimizer) and runs the loop;
        ``extra_loss(model)`` is added to every step's loss and ``after_step(model, step)`` runs
-       after every optimiser step, where a method defines them.
+       after every optimiser step, where a method defines them; ``report(model)``, where defined,
+       returns the method's own numbers about what it trained, kept in the record.
     5. **save(model, directory)**: write what was trained, safetensors only, into an empty folder.
     6. **load(base_model, directory, task, hp)**: rebuild the trained model from another fresh base
        model (same seed) and that folder.
@@ -98,6 +101,9 @@ class Method(ABC):
     #: Where the best is the smallest or largest value of a numeric key, the search goes on beyond it
     #: with the same spacing, within the key's declared search range (``search_range``).
     search_space: ClassVar[dict[str, list[Any]] | None] = None
+    #: Where those values come from, in a sentence (a paper's settings, peft's comparison
+    #: configurations), shown beside them by ``peftbench methods`` and on the method's page.
+    search_space_source: ClassVar[str] = ""
     #: The whole-number hyper-parameter that scales the method's size (LoRA's ``r``), which
     #: ``--budget`` sets so that every method trains about as many parameters; ``None`` where the
     #: size is fixed (IA3's by the modules it rescales): under a budget such a method runs at its
@@ -111,6 +117,11 @@ class Method(ABC):
     #: no dropout in the body) and trains the head on them instead of running the body at every
     #: step; evaluation, ``save``, ``load`` and the reload check use the full model as always.
     trains_on_features: ClassVar[bool] = False
+    #: The model families this method cannot train, each with the reason in a sentence:
+    #: ``{"gpt2": "peft's OFT has no layer for GPT-2's Conv1D projections"}``. Families are
+    #: ``gpt2``, ``bert`` and ``llama`` (``peftbench.methods.support``); a sweep refuses such a
+    #: pair in one line before anything trains. Empty (the default): every family.
+    unsupported: ClassVar[dict[str, str]] = {}
 
     _models: ClassVar[dict[type, type[Hyperparameters]]] = {}
 
@@ -174,6 +185,26 @@ class Method(ABC):
         to the same result."""
         raise NotImplementedError
 
+    def optimizer(self, model: nn.Module, hp: dict[str, Any]) -> list[ParameterGroup] | torch.optim.Optimizer:
+        """How the trainable parameters are optimised, asked once the model is on the device.
+
+        Return parameter groups (``ParameterGroup``: parameters, a multiplier on the learning
+        rate, a weight decay), which the harness makes into its AdamW and which must hold every
+        trainable parameter exactly once; or a whole ``torch.optim.Optimizer`` over the model's
+        parameters (each group's ``lr`` its peak rate). Either way the harness's warm-up and
+        linear decay scale every group's rate alike and gradients are clipped before each step.
+        Optional: by default ``parameter_groups(model, hp)``, AdamW at the learning rate with
+        no weight decay on biases and normalisation weights.
+        """
+        return parameter_groups(model, hp)
+
+    def report(self, model: nn.Module) -> dict[str, float]:
+        """The method's own numbers about what it trained (AdaLoRA's final ranks, a regulariser's
+        value), by name: called once after training, on the trained model on the device, before
+        evaluation. They are kept in the record's ``method_metrics`` and shown, averaged over
+        seeds, on the method's page. Optional, like ``extra_loss``."""
+        raise NotImplementedError
+
     def merge(self, model: nn.Module) -> nn.Module | None:
         """The loaded model with what the method added folded into the base weights: a plain model
         that costs what the base model costs to run, for the merged inference figures. ``None``
@@ -182,8 +213,27 @@ class Method(ABC):
         return None
 
     def defines(self, hook: str) -> bool:
-        """Whether this method defines ``hook`` (``extra_loss`` or ``after_step``) itself."""
+        """Whether this method defines ``hook`` (``extra_loss``, ``after_step``, ``optimizer``,
+        ``report``) itself."""
         return hook in vars(self) or getattr(type(self), hook) is not getattr(Method, hook)
+
+
+def reported_metrics(method: Method, model: nn.Module) -> dict[str, float]:
+    """What ``method.report(model)`` returns, checked: names to finite or NaN numbers (``{}`` where
+    the method does not report); anything else is one sentence naming the method."""
+    if not method.defines("report"):
+        return {}
+    numbers = method.report(model)
+    if not isinstance(numbers, dict):
+        raise PeftbenchError(f"method '{method.name}' reported {type(numbers).__name__}: return a dict")
+    checked = {}
+    for key, value in numbers.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PeftbenchError(f"method '{method.name}' reported {key!r}={value!r}: report numbers by name")
+        checked[key] = float(value)
+    return checked
 
 
 class PeftMethod(Method):

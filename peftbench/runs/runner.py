@@ -22,6 +22,7 @@ from peftbench.environment import MachineLoad
 from peftbench.errors import PeftbenchError, is_storage_error, storage_error
 from peftbench.evaluation import EvalResult
 from peftbench.inference_cost import inference_costs
+from peftbench.methods.base import reported_metrics
 from peftbench.records import RunRecord, now
 from peftbench.runs.context import SweepContext
 from peftbench.runs.curves import Evaluation, ValidationCheckpoints, trainable_weights
@@ -100,6 +101,7 @@ def execute_run(
             result = _finite(where.evaluate(trainee, where.validation), "validation")
             checks.look(stats.steps, result, True, None)
             kept = checks.kept
+        record.method_metrics = reported_metrics(spec.method, model)  # of the kept checkpoint
         if features is not None:  # the head on cached features must be the model's own head
             full = _finite(ctx.evaluate(model, ctx.validation), "validation")
             record.notes.append(agreement(where.evaluate(trainee, where.validation), full))
@@ -215,6 +217,7 @@ def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
     return StepHooks(
         extra_loss=(lambda: method.extra_loss(model)) if method.defines("extra_loss") else None,
         after_step=(lambda step: method.after_step(model, step)) if method.defines("after_step") else None,
+        optimizer=(lambda: method.optimizer(model, spec.hp)) if method.defines("optimizer") else None,
     )
 
 

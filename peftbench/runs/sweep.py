@@ -28,6 +28,7 @@ from typing import Any
 
 from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
+from peftbench.methods.support import refuse_unsupported
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
 from peftbench.records import RunRecord
 from peftbench.runs.context import Placement, SweepContext, build_context, load_datasets
@@ -134,6 +135,8 @@ class _Sweep:
         """Make ``ctx``'s dataset the current one, size the methods for it (``--budget``) and say
         what runs; returns the plan at those sizes."""
         self.ctx, config, data = ctx, self.config, ctx.data
+        # A method that cannot train this model's family is refused now, before anything trains.
+        refuse_unsupported([entry.method for entry, _ in plan], ctx.base_model, config.model)
         for step, seconds in ctx.seconds.items():
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
         total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
