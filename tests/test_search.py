@@ -262,14 +262,16 @@ def test_a_halving_sweep_killed_with_sigkill_resumes_to_the_records_of_an_uninte
     command += cli_options(HALVING)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--out", str(killed)], stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*command, "--out", str(killed)], stderr=stderr)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((killed / "records").glob("*.json"))) < 6:
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)  # in the middle of the search: a round or so is done
     process.wait()
     before = {p.name: p.read_bytes() for p in (killed / "records").glob("*.json")}
-    assert 6 <= len(before) < len(list((tmp_path / "clean" / "records").glob("*.json")))
+    assert 6 <= len(before) < len(list((tmp_path / "clean" / "records").glob("*.json"))), log.read_text()
     resumed = subprocess.run([*command, "--out", str(killed)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     for name, content in before.items():  # finished runs were skipped, not redone
