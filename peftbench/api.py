@@ -20,8 +20,10 @@ def run(**settings: Any) -> Leaderboard:
     hp={"lora": {"r": 16}}, out="runs/")``. ``hp`` also takes ``["lora.r=16"]``.
 
     Finished runs (same model, data, method, hyper-parameters, seed) are reused unless
-    ``force``. ``tune`` picks each method's hyper-parameters from its search space on validation
-    accuracy (first seed), then evaluates the choice on test with every seed. ``executor="ray"``
+    ``force``. ``tune`` picks each method's hyper-parameters from its search space on the validation
+    score in the task's primary metric (``metric``; first seed), then evaluates the choice on test
+    with every seed. ``text_column="premise,hypothesis"`` reads text pairs; ``task`` and ``metric``
+    name the kind of task and its primary metric where detection is not wanted. ``executor="ray"``
     spreads the runs over a Ray cluster (``ray_address``, else ``$RAY_ADDRESS``, else a local one).
     The board's ``incomplete_runs()`` are this sweep's runs that failed or diverged.
     """

@@ -20,6 +20,8 @@ from typing import Any
 from peftbench.atomic import write_atomically
 
 SCHEMA_VERSION = 1
+DEFAULT_TASK = "classification"  # what a record that names no task was
+DEFAULT_METRIC = "accuracy"
 RECORDS_DIR = "records"
 ADAPTERS_DIR = "adapters"
 STATUSES = ("complete", "failed", "diverged")
@@ -47,17 +49,23 @@ class RunRecord:
     # size the method was given (``value`` of ``key``, also in ``hyperparameters``) and how close.
     budget: dict[str, Any] | None = None
     dataset_fingerprint: str = ""
-    label_names: list[str] = field(default_factory=list)
+    label_names: list[str] = field(default_factory=list)  # class names, or the regression target's
+    #: The kind of task (``peftbench.tasks``) and its primary metric, with the metric's direction:
+    #: what ranks, tunes and names the run's row. Records written before tasks existed are
+    #: single-text classification scored by accuracy, which these defaults say.
+    task: str = DEFAULT_TASK
+    metric: str = DEFAULT_METRIC
+    higher_is_better: bool = True
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
     reload: dict[str, Any] = field(default_factory=dict)
-    #: Learning curves by series ("train_loss", "validation_accuracy", "validation_loss"), each a
+    #: Learning curves by series ("train_loss", "validation_<metric>", "validation_loss"), each a
     #: list of [step, value] pairs; empty for records written before curves were (or no training).
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
-    predictions: list[int] = field(default_factory=list)  # test predictions, in split order
-    references: list[int] = field(default_factory=list)  # test labels, for paired comparisons
+    predictions: list[float] = field(default_factory=list)  # test predictions (class ids, values), in order
+    references: list[float] = field(default_factory=list)  # test labels, for paired comparisons
     adapter_path: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -72,6 +80,13 @@ class RunRecord:
         packages = self.environment.get("packages") if isinstance(self.environment, dict) else None
         version = packages.get("peftbench") if isinstance(packages, dict) else None
         return str(version) if version else None
+
+    def primary_score(self, split: str = "test") -> float | None:
+        """The run's primary metric on ``split`` ("test" or "validation"): ``metrics[metric]`` or
+        ``metrics["validation_" + metric]``; ``None`` where it was not measured."""
+        key = self.metric if split == "test" else f"{split}_{self.metric}"
+        value = self.metrics.get(key)
+        return None if value is None else float(value)
 
     def fail(self, status: str, message: str, phase: str) -> RunRecord:
         """Mark the run ``failed`` or ``diverged`` with what went wrong and in which phase."""
@@ -107,6 +122,15 @@ class RunRecord:
         if record.status not in STATUSES:
             raise ValueError(f"unknown status {record.status!r}")
         return record
+
+
+def task_identity(task: str, metric: str) -> dict[str, str]:
+    """What a run's kind of task and primary metric add to its identity (run id, configuration):
+    nothing for single-text classification by accuracy, so the runs of records written before
+    tasks existed keep their ids and rows."""
+    if (task, metric) == (DEFAULT_TASK, DEFAULT_METRIC):
+        return {}
+    return {"task": task, "metric": metric}
 
 
 def now() -> str:
@@ -180,12 +204,12 @@ def _finite(value: Any) -> Any:
 # What every field of a record must hold: the leaderboard, the site and resuming read them all.
 _TEXT_FIELDS = (
     "run_id", "status", "model", "dataset", "method", "method_source", "role", "stage",
-    "dataset_fingerprint", "started_at", "finished_at",
+    "dataset_fingerprint", "started_at", "finished_at", "task", "metric",
 )  # fmt: skip
 _OPTIONAL_TEXT_FIELDS = ("adapter_path", "error")
 _OBJECT_FIELDS = ("hyperparameters", "train_config", "environment")
 _NUMBER_FIELDS = ("metrics", "costs")  # objects of numbers (NaN is stored as null)
-_INTEGER_LIST_FIELDS = ("predictions", "references")
+_NUMBER_LIST_FIELDS = ("predictions", "references")  # class ids or values
 _TEXT_LIST_FIELDS = ("label_names", "notes")
 _INTEGER_COSTS = ("trainable_params", "total_params", "train_steps", "adapter_bytes")
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
@@ -252,13 +276,15 @@ def _check_fields(data: dict[str, Any]) -> None:
             _is_integer(value) or (isinstance(value, float) and value.is_integer())
         ):
             raise bad("costs", "a whole number or null", value, repr(key))
-    for name in _INTEGER_LIST_FIELDS:
+    for name in _NUMBER_LIST_FIELDS:
         values = data.get(name, [])
         if not isinstance(values, list):
-            raise bad(name, "a list of integers", values)
+            raise bad(name, "a list of numbers", values)
         for index, value in enumerate(values):
-            if not _is_integer(value):
-                raise bad(name, "an integer", value, str(index))
+            if not _is_number(value):
+                raise bad(name, "a number", value, str(index))
+    if "higher_is_better" in data and not isinstance(data["higher_is_better"], bool):
+        raise bad("higher_is_better", "true or false", data["higher_is_better"])
     for name in _TEXT_LIST_FIELDS:
         values = data.get(name, [])
         if not isinstance(values, list):
@@ -316,11 +342,9 @@ def _check_tuning(tuning: Any, bad) -> None:
             raise bad(
                 "tuning", "an object or null", hyperparameters, f"'candidates' item {index} 'hyperparameters'"
             )
-        accuracy = candidate.get("validation_accuracy")
-        if accuracy is not None and not _is_number(accuracy):
-            raise bad(
-                "tuning", "a number or null", accuracy, f"'candidates' item {index} 'validation_accuracy'"
-            )
+        for key, score in candidate.items():  # validation_<metric>, validation_loss
+            if key.startswith("validation_") and score is not None and not _is_number(score):
+                raise bad("tuning", "a number or null", score, f"'candidates' item {index} {key!r}")
 
 
 def _check_curves(curves: Any, bad) -> None:

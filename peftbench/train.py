@@ -24,13 +24,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from peftbench.batching import PAD_LABEL, StaticShapes, TokenizedSplit, collate, train_batches
+from peftbench.batching import StaticShapes, TokenizedSplit, collate, train_batches
 from peftbench.precision import autocast
 from peftbench.settings import TrainConfig
+from peftbench.tasks.classification import Classification
+
+#: The loss of a batch: (logits, labels) -> a scalar; the task's (``Task.loss``).
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,12 +118,15 @@ def train(
     hooks: StepHooks = StepHooks(),
     checkpoints: Checkpoints = Checkpoints(),
     static_shapes: bool | None = None,
+    objective: Loss | None = None,
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
     ``config.precision`` must be resolved (``fp32`` or ``bf16``, see ``resolve_precision``).
     ``static_shapes`` (by default: when compiling) pads every batch to ``StaticShapes``.
+    ``objective`` is the task's loss (default: classification's cross-entropy).
     """
+    objective = objective or Classification().loss
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats()
     if not params:
@@ -148,7 +154,7 @@ def train(
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, config.precision):
             logits = forward(**batch).logits
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=PAD_LABEL)
+        loss = objective(logits, labels)
         if hooks.extra_loss is not None:
             loss = loss + hooks.extra_loss()
         loss.backward()

@@ -62,7 +62,7 @@ def execute_run(
         config, seed, curve = ctx.train_config, spec.seed, ValidationCurve(ctx.curve_points)
         stats = train(
             model, ctx.train, spec.hp, config, seed, ctx.device, ctx.pad_id, ctx.progress, hooks,
-            curve.checkpoints(ctx, model),
+            curve.checkpoints(ctx, model), objective=ctx.kind.loss,
         )  # fmt: skip
         phases.enter("evaluate")
         validation = _finite(ctx.evaluate(model, ctx.validation), "validation")
@@ -121,14 +121,14 @@ def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
 
 
 def _metrics(validation: EvalResult, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:
-    metrics = {
-        "validation_accuracy": validation.accuracy,
-        "validation_macro_f1": validation.macro_f1,
-        "validation_loss": validation.loss,
-        "final_train_loss": stats.loss_history[-1][1] if stats.loss_history else float("nan"),
-    }
+    """Every metric of the task on validation (``validation_<name>``) and, for a final run, on test
+    (``<name>``), with the loss on each and the last training loss."""
+    metrics = {f"validation_{name}": value for name, value in validation.scores.items()}
+    metrics["validation_loss"] = validation.loss
+    metrics["final_train_loss"] = stats.loss_history[-1][1] if stats.loss_history else float("nan")
     if test is not None:
-        metrics.update(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss)
+        metrics.update(test.scores)
+        metrics["loss"] = test.loss
     return metrics
 
 

@@ -2,7 +2,8 @@
 
 The run id hashes everything that decides the run's result (model, data and its fingerprint,
 method and where it came from, hyper-parameters, training settings, seed, stage, peftbench
-version), so a run that exists complete is never repeated unless asked to.
+version, and the kind of task and primary metric where they are not single-text classification
+by accuracy), so a run that exists complete is never repeated unless asked to.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peftbench.plugins import RegisteredMethod
-from peftbench.records import RunRecord, now, run_key
+from peftbench.records import RunRecord, now, run_key, task_identity
 from peftbench.runs.context import SweepContext
 from peftbench.version import __version__
 
@@ -58,6 +59,7 @@ def make_spec(
             "seed": seed,
             "stage": stage,
             "peftbench": __version__,
+            **task_identity(ctx.kind.name, ctx.kind.primary_metric),
         }
     )
     prefix = "" if stage == "final" else f"{stage}-"
@@ -81,6 +83,9 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         budget=spec.budget,
         dataset_fingerprint=ctx.dataset_fingerprint,
         label_names=list(ctx.data.label_names),
+        task=ctx.kind.name,
+        metric=ctx.kind.primary_metric,
+        higher_is_better=ctx.kind.higher_is_better,
         hyperparameters=dict(spec.hp),
         train_config=ctx.train_config.model_dump(),
         environment=ctx.environment,

@@ -30,6 +30,8 @@ from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore
 from peftbench.settings import SweepConfig
+from peftbench.tasks.base import Task
+from peftbench.tasks.metrics import BUILTIN_METRICS, display_metric
 from peftbench.tuning import candidates, select_configuration, tuning_grid
 
 Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
@@ -77,6 +79,8 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
     store = ResultStore(config.out)
     started = time.perf_counter()
     datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
+    for name, data in datasets.items():
+        refuse_inapplicable(plan, config.methods, data.task, name)
     loaded = time.perf_counter() - started
     executor = get_executor(config.executor, config.ray_address, config.runs_per_device)
     try:
@@ -114,6 +118,7 @@ class _Sweep:
         self.ctx, config, data = ctx, self.config, ctx.data
         for step, seconds in ctx.seconds.items():
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
+        plan = [(entry, hp) for entry, hp in plan if entry.method.applies_to(ctx.kind)]
         total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
         sized = self.sized(plan)
         sharing = self.executor.share_devices(ctx)  # before ``parallel`` is read for this dataset
@@ -176,10 +181,10 @@ class _Sweep:
             if grids[name]:
                 tuning = select_configuration([tried[s.run_id] for s in tuning_runs[name]], grids[name])
                 hp = entry.method.hyperparameters({**self.overrides(name), **tuning["chosen"]})
-                chosen = tuning["chosen"]
+                chosen, metric = tuning["chosen"], display_metric(self.ctx.kind.primary_metric)
                 self.say(
                     f"  {self.on(name)}: "
-                    + (f"chose {hp_text(chosen)} on validation accuracy" if chosen else tuning["note"])
+                    + (f"chose {hp_text(chosen)} on validation {metric.title}" if chosen else tuning["note"])
                 )
             finals += [
                 make_spec(
@@ -251,14 +256,30 @@ class _Sweep:
             print(message, file=sys.stderr, flush=True)
 
 
+def refuse_inapplicable(plan: Plan, asked: tuple[str, ...], task: Task, dataset: str) -> None:
+    """A method asked for by name that does not apply to a dataset's kind of task is one line
+    before any training (a reference row that does not apply is simply left out there)."""
+    for entry, _ in plan:
+        if entry.method.name in asked and not entry.method.applies_to(task):
+            raise PeftbenchError(
+                f"method '{entry.method.name}' does not apply to {task.name} (dataset '{dataset}'); "
+                "leave it out of --methods for this dataset"
+            )
+
+
 def _summary(record: RunRecord) -> str:
+    """The progress line of a finished run: its primary metric (and the others), time, reload."""
     if record.status != "complete":
         return f"{record.status.upper()}: {record.error}"
-    m, c = record.metrics, record.costs
+    c, metric = record.costs, display_metric(record.metric)
     if record.stage == "tune":
-        return f"validation accuracy {m['validation_accuracy']:.2%}, {c['train_seconds']:.0f} s training"
+        score = metric.text(record.primary_score("validation"))
+        return f"validation {metric.title} {score}, {c['train_seconds']:.0f} s training"
     reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
-    return (
-        f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "
-        f"{c['train_seconds']:.0f} s training, {reload}"
-    )
+    others = [
+        f"{display_metric(name).title} {display_metric(name).text(value)}"
+        for name, value in record.metrics.items()
+        if name in BUILTIN_METRICS and name != record.metric
+    ]
+    scores = ", ".join([f"{metric.title} {metric.text(record.primary_score())}", *others])
+    return f"{scores}, {c['train_seconds']:.0f} s training, {reload}"
