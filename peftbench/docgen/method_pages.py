@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
-from peftbench.formatting import escape, number, value
+from peftbench.formatting import escape, value
 from peftbench.methods.hyperparameters import declared
 from peftbench.plugins import MethodRegistry, RegisteredMethod
 
@@ -52,7 +52,8 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     for table in tables:
         for _, row in table.frame[table.frame["method"] == name].iterrows():
             if row["seeds"]:
-                result = f"rank {int(row['rank'])}, {number(row['accuracy'], '.2f', 100)}% test accuracy"
+                metric = table.metric
+                result = f"rank {int(row['rank'])}, {metric.text(row['score'])} test {metric.title}"
             else:
                 result = "failed"
             target = f"../leaderboard/{table.slug}.md#{anchor(row['label'])}"
@@ -83,7 +84,9 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         "type or a value out of range is refused before any training.</p>",
         _hyperparameter_table(entry),
         "## Search space",
-        "<p>What <code>--tune</code> tries with the first seed, choosing by validation accuracy.</p>",
+        "<p>What <code>--tune</code> tries with the first seed, choosing by the validation score in the "
+        "task's primary metric (accuracy for a classification, Spearman for a regression, or "
+        "<code>--metric</code>).</p>",
         _search_table(entry),
         "## Run it",
         _usage(usage),
