@@ -33,12 +33,14 @@ def installed(tmp_path_factory) -> dict[str, str]:
     return {"PYTHONPATH": str(site)}
 
 
-def test_the_guide_writes_two_packages_and_the_peft_method_is_short():
+def test_the_guide_writes_three_packages_and_the_peft_method_is_short():
     assert set(GUIDE_FILES) == {
         "peftbench-ln-tuning/peftbench_ln_tuning.py",
         "peftbench-ln-tuning/pyproject.toml",
         "peftbench-top-layers/peftbench_top_layers.py",
         "peftbench-top-layers/pyproject.toml",
+        "peftbench-binary/peftbench_binary.py",
+        "peftbench-binary/pyproject.toml",
     }
     code = [
         line
@@ -61,7 +63,7 @@ def test_guide_builds_an_installable_plugin_that_reaches_the_leaderboard(install
     args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
     ran = run_cli("run", *args, "--methods", "ln_tuning,lora", env=installed)
     assert ran.returncode == 0, ran.stderr
-    board = run_cli("leaderboard", str(out), env=installed)
+    board = run_cli("leaderboard", str(out), "--columns", "reload_identical", env=installed)
     rows = [line for line in board.stdout.splitlines() if "| ln_tuning " in line]
     assert len(rows) == 1 and rows[0].rstrip().endswith("| yes                |")
 
@@ -86,3 +88,27 @@ def test_the_low_level_method_trains_the_last_blocks_and_reloads_identically(
         failed.error
         == f"PeftbenchError: layers={blocks + 1}, but the model has {blocks} blocks (during prepare)"
     )
+
+
+def test_the_guide_kind_of_task_is_listed_and_scores_a_sweep_by_its_metric(installed, tmp_path):
+    listed = run_cli("tasks", env=installed)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        "binary  (peftbench-binary 0.1.0)" in listed.stdout
+        and "metrics: f1 (default), accuracy, mcc" in listed.stdout
+    )
+    data = write_keyword_csv(tmp_path / "data.csv")
+    out = tmp_path / "runs"
+    args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
+    ran = run_cli(
+        "run", *args, "--task", "binary", "--methods", "lora", "--no-inference-timing", env=installed
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "| method" in ran.stdout and "F1 % (95% CI)" in ran.stdout and "| majority (reference)" in ran.stdout
+    )
+    records = {record.method: record for record in read_records(out)}
+    lora = records["lora"]
+    assert (lora.task, lora.metric, lora.label_names) == ("binary", "f1", ["label"])
+    assert lora.reload["predictions_identical"] and set(lora.predictions) <= {0, 1}
+    assert len(set(records["majority"].predictions)) == 1
