@@ -98,3 +98,10 @@ def test_lower_is_better_keeps_the_sign_of_the_difference():
     close, far = Outcomes([truth + 0.01], truth, MSE), Outcomes([truth + 0.5], truth, MSE)
     compared = paired_bootstrap(close, far, resamples=200)
     assert compared.difference == pytest.approx(0.0001 - 0.25) and compared.p_value < 0.01
+
+
+@pytest.mark.parametrize("metric", [F1, MACRO_F1, MCC], ids=["f1", "macro_f1", "mcc"])
+def test_a_test_split_of_one_class_predicted_as_one_class_is_resampled_like_the_library(metric):
+    zeros = np.zeros(6, dtype=int)
+    counts = _counts(np.random.default_rng(0).integers(0, 6, size=(3, 6)))
+    assert metric.on_resamples(zeros, zeros, counts).tolist() == [metric.score(zeros, zeros)] * 3

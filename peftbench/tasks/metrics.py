@@ -152,7 +152,7 @@ def _mse(predictions, references) -> float:
 
 def _confusions(predictions, references, counts) -> np.ndarray:
     """(resamples x classes x classes) confusion matrices [true, predicted] of every resample."""
-    classes = int(max(predictions.max(initial=0), references.max(initial=0))) + 1
+    classes = max(2, int(max(predictions.max(initial=0), references.max(initial=0))) + 1)  # binary: 0 and 1
     cell = references.astype(np.int64) * classes + predictions.astype(np.int64)
     one_hot = np.zeros((len(cell), classes * classes))
     one_hot[np.arange(len(cell)), cell] = 1.0
