@@ -183,9 +183,9 @@ class SweepConfig(_Settings):
     )
     text_column: str | None = Field(
         None,
-        description="the text column of each dataset, or two comma-separated for a text pair, e.g. "
-        "premise,hypothesis (default: detected; sentence1/sentence2, premise/hypothesis, "
-        "question/sentence and question1/question2 are pairs)",
+        description="the text column of each dataset, or two for a text pair, e.g. premise,hypothesis "
+        "(default: detected; sentence1/sentence2, premise/hypothesis, question/sentence and "
+        "question1/question2 are pairs)",
     )
     label_column: str | None = Field(None, description="the label column of each dataset (default: detected)")
     task: str | None = Field(
