@@ -257,7 +257,7 @@ SPEARMAN = Metric(
 )  # fmt: skip
 MSE = Metric(
     "mse", "MSE", _mse, higher_is_better=False, digits=4, per_example=_squared_error,
-    description="mean squared error of the predicted values (lower is better)",
+    description="mean squared error of the predicted values",
 )  # fmt: skip
 
 #: The metrics the built-in tasks use, by name; a plugin's task may declare others.
