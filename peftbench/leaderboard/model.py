@@ -228,7 +228,10 @@ def _compare(group: pd.DataFrame) -> pd.DataFrame:
         if len(baselines):
             anchor = baselines.iloc[0]
             group.at[index, "delta_vs_baseline"] = row["score"] - anchor["score"]
-            group.at[index, "p_vs_baseline"] = _p_value(row["_outcomes"], anchor["_outcomes"])
+            same = index == anchor.name  # the baseline itself: no difference, p = 1
+            group.at[index, "p_vs_baseline"] = (
+                1.0 if same else _p_value(row["_outcomes"], anchor["_outcomes"])
+            )
         group.at[index, "delta_vs_best"] = row["score"] - best["score"]
         p_best = 1.0 if index == best.name else _p_value(row["_outcomes"], best["_outcomes"])
         group.at[index, "p_vs_best"] = p_best

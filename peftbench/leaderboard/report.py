@@ -30,7 +30,7 @@ from peftbench.leaderboard.columns import (
     table_columns,
 )
 from peftbench.leaderboard.model import GROUP, metric_columns
-from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
+from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, RECOMPUTED_RESAMPLES, SIGNIFICANCE
 from peftbench.tasks.metrics import Metric, display_metric
 
 
@@ -41,7 +41,7 @@ def legend(metrics: list[Metric]) -> str:
     )
     return (
         f"{titles}: mean over seeds ± 95% Student-t interval (SD: standard deviation over seeds); "
-        f"p: two-level paired bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples), which draws test examples "
+        f"p: two-level paired bootstrap ({_resamples(metrics)} resamples), which draws test examples "
         "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
         f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
         "(grid edge): the tuned value is the end of its search range; "
@@ -52,6 +52,12 @@ def legend(metrics: list[Metric]) -> str:
         "blank for methods that cannot merge; any other blank cost was not measured (older records, "
         "--no-inference-timing)."
     )
+
+
+def _resamples(metrics: list[Metric]) -> str:
+    """How many resamples the paired bootstrap of these metrics draws (see ``paired_bootstrap``)."""
+    counts = [BOOTSTRAP_RESAMPLES if m.per_example else RECOMPUTED_RESAMPLES for m in metrics]
+    return " or ".join(f"{count:,}" for count in dict.fromkeys(counts))
 
 
 def table_metric(frame: pd.DataFrame) -> Metric:

@@ -219,8 +219,27 @@ def _midranks(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _spearman_resampled(predictions, references, counts) -> np.ndarray:
-    x, y = _midranks(predictions.astype(float), counts), _midranks(references.astype(float), counts)
-    return _weighted_pearson(x, y, counts)
+    """Pearson's r of the mid-ranks of every resample; their mean is (draws + 1) / 2 whatever the
+    ties, so only the spreads and the covariance are summed."""
+    middle = (counts.shape[1] + 1) / 2
+    x = _midranks(predictions.astype(float), counts) - middle
+    y = _reference_ranks(references.astype(float), counts) - middle
+    covariance = np.einsum("ij,ij,ij->i", counts, x, y)
+    spread = np.sqrt(np.einsum("ij,ij,ij->i", counts, x, x) * np.einsum("ij,ij,ij->i", counts, y, y))
+    return np.where(spread > 0, covariance / np.where(spread > 0, spread, 1), np.nan)
+
+
+_RANKED: list = [None, None, None]  # the last (counts, references, their mid-ranks)
+
+
+def _reference_ranks(references: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The references' mid-ranks on these resamples, computed once for every row and seed compared
+    on them (the references are the same; only the predictions differ)."""
+    cached_counts, cached_references, ranks = _RANKED
+    if cached_counts is not counts or not np.array_equal(cached_references, references):
+        ranks = _midranks(references, counts)
+        _RANKED[:] = [counts, references, ranks]
+    return ranks
 
 
 def _correct(predictions, references) -> np.ndarray:
