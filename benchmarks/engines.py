@@ -92,7 +92,10 @@ class BenchData:
 
     def evaluate(self, model: torch.nn.Module, precision: str):
         pad = self.tokenizer.pad_token_id
-        return evaluate_model(model, self.test, self.task.num_labels, 128, self.device, pad, precision)
+        splits = self.splits
+        return evaluate_model(
+            model, self.test, splits.task, splits.label_names, 128, self.device, pad, precision
+        )
 
     def result(
         self, engine: str, seconds: float, model: torch.nn.Module, accuracy: float, eval_seconds: float
@@ -128,7 +131,7 @@ def run_peftbench(data: BenchData) -> BenchResult:
     name = f"peftbench ({precision}{', compiled' if setup.compile else ''})"
     scored = data.evaluate(model, precision)  # also the warm-up of the timed evaluation
     timed = data.evaluate(model, precision)
-    return data.result(name, stats.seconds, model, scored.accuracy, timed.seconds)
+    return data.result(name, stats.seconds, model, scored.scores["accuracy"], timed.seconds)
 
 
 def run_trainer(data: BenchData, style: str) -> BenchResult:
@@ -183,7 +186,7 @@ def run_trainer(data: BenchData, style: str) -> BenchResult:
         trainer.predict(test_set)
         eval_seconds = time.perf_counter() - start
     precision = "bf16" if bf16 else "fp32"
-    accuracy = data.evaluate(model, precision).accuracy
+    accuracy = data.evaluate(model, precision).scores["accuracy"]
     return data.result(f"Trainer {style}", seconds, model, accuracy, eval_seconds)
 
 

@@ -20,9 +20,12 @@ def run(**settings: Any) -> Leaderboard:
     hp={"lora": {"r": 16}}, out="runs/")``. ``hp`` also takes ``["lora.r=16"]``.
 
     Finished runs (same model, data, method, hyper-parameters, seed) are reused unless
-    ``force``. ``tune`` picks each method's hyper-parameters from its search space on validation
-    (``search``: successive halving by default; ``tune_seeds`` seeds), then evaluates the choice on
-    test with every seed; every run keeps its best validation checkpoint. ``executor="ray"``
+    ``force``. ``tune`` picks each method's hyper-parameters from its search space on validation,
+    by the task's primary metric (``metric``) in its direction (``search``: successive halving by
+    default; ``tune_seeds`` seeds), then evaluates the choice on test with every seed; every run
+    keeps its best validation checkpoint. ``text_column="premise,hypothesis"`` reads text pairs;
+    ``task`` and ``metric`` name the kind of task and its primary metric where detection is not
+    wanted. ``executor="ray"``
     spreads the runs over a Ray cluster (``ray_address``, else ``$RAY_ADDRESS``, else a local one).
     The board's ``incomplete_runs()`` are this sweep's runs that failed or diverged.
     """

@@ -16,16 +16,20 @@ import numpy as np
 import torch
 
 from peftbench.data import TextSplit
+from peftbench.tasks.base import PAD_LABEL
+from peftbench.tasks.inputs import encode
 
 BUCKET_BATCHES = 50  # a bucket holds this many batches; sorting within it groups similar lengths
 SMALLEST_WIDTH = 16  # the narrowest static width; GPU matmuls like multiples of 16
-PAD_LABEL = -100  # the label of a row added to fill a batch: cross-entropy's default ignore_index
 
 
 @dataclass
 class TokenizedSplit:
     input_ids: list[np.ndarray]
     labels: np.ndarray
+    #: Per example, which text of a pair each token belongs to, where the tokenizer's pair
+    #: encoding says so (BERT's segment ids); ``None`` for single texts and GPT-2's pairs.
+    token_type_ids: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.lengths = np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64)
@@ -35,9 +39,16 @@ class TokenizedSplit:
 
 
 def tokenize_split(tokenizer, split: TextSplit, max_length: int) -> TokenizedSplit:
-    encoded = tokenizer(split.texts, truncation=True, max_length=max_length, padding=False)
-    ids = [np.asarray(row, dtype=np.int64) for row in encoded["input_ids"]]
-    return TokenizedSplit(ids, split.labels)
+    """Token ids of every example: one text, or a pair (``peftbench.tasks.inputs``)."""
+    encoded = encode(tokenizer, split.texts, split.second, max_length)
+    return TokenizedSplit(encoded.input_ids, split.labels, encoded.token_type_ids)
+
+
+def pad_labels(labels: np.ndarray, rows: int) -> np.ndarray:
+    """``labels`` topped up to ``rows`` with filler labels every task's loss ignores: ``PAD_LABEL``
+    for class ids, NaN for values."""
+    filler = PAD_LABEL if np.issubdtype(labels.dtype, np.integer) else np.nan
+    return np.concatenate([labels, np.full(rows - len(labels), filler, dtype=labels.dtype)])
 
 
 def train_batches(split: TokenizedSplit, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -71,8 +82,8 @@ def bucket_widths(max_length: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class StaticShapes:
-    """Fixed batch shapes: ``rows`` rows (a short batch is topped up with rows labelled
-    ``PAD_LABEL``, which the loss ignores) and a width from ``widths``."""
+    """Fixed batch shapes: ``rows`` rows (a short batch is topped up with filler rows whose labels
+    the loss ignores, see ``pad_labels``) and a width from ``widths``."""
 
     widths: tuple[int, ...]
     rows: int
@@ -97,16 +108,19 @@ def collate(
     labels = split.labels[indices]
     if shapes is not None:
         width, rows = shapes.width(width), max(rows, shapes.rows)
-        labels = np.concatenate([labels, np.full(rows - len(indices), PAD_LABEL, dtype=labels.dtype)])
+        labels = pad_labels(labels, rows)
     input_ids = np.full((rows, width), pad_id, dtype=np.int64)
     attention = np.zeros((rows, width), dtype=np.int64)
     attention[len(indices) :, 0] = 1
+    types = None if split.token_type_ids is None else np.zeros((rows, width), dtype=np.int64)
     for row, index in enumerate(indices):
         ids = split.input_ids[index]
         input_ids[row, : len(ids)] = ids
         attention[row, : len(ids)] = 1
-    return {
-        "input_ids": torch.from_numpy(input_ids),
-        "attention_mask": torch.from_numpy(attention),
-        "labels": torch.from_numpy(labels),
-    }
+        if types is not None:
+            types[row, : len(ids)] = split.token_type_ids[index]
+    batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention)}
+    if types is not None:
+        batch["token_type_ids"] = torch.from_numpy(types)
+    batch["labels"] = torch.from_numpy(labels)
+    return batch

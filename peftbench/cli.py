@@ -1,4 +1,4 @@
-"""``peftbench run | methods | leaderboard | docs``: the command line, a thin layer over the API.
+"""``peftbench run | methods | tasks | leaderboard | docs``: the command line, a thin layer over the API.
 
 ``run``'s options are derived from the settings (``peftbench.settings``): each is
 ``--its-name`` with the setting's help and default, so a new setting needs no change here.
@@ -9,6 +9,7 @@ which some runs failed exits 1 after writing every record it could.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("methods", help="list the registered methods and their hyper-parameters")
+    commands.add_parser("tasks", help="list the registered kinds of task and their metrics")
 
     run = commands.add_parser("run", help="fine-tune with each method and seed, write records")
     for name, field in setting_fields().items():
         _add_setting(run, name, field)
+    _add_columns(run)
 
     board = commands.add_parser("leaderboard", help="print the leaderboard of a results folder")
     board.add_argument("out", nargs="?", default="runs")
     board.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    _add_columns(board)
     board.add_argument(
         "--aggregate",
         action="store_true",
@@ -57,6 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: benchmarks/results where it exists; else those pages are left as they are)",
     )
     return parser
+
+
+def _add_columns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--columns",
+        default="default",
+        metavar="COLUMNS",
+        help="the leaderboard's columns: default (the deciding ones: method, seeds, the primary metric "
+        "with its interval, Δ and p, trainable parameters, train s, latency; fitted to the terminal's "
+        "width), all, or comma-separated column names (e.g. score,macro_f1,peak_memory_mb)",
+    )
+
+
+def _table(board, columns: str) -> str:
+    """The board's Markdown, the default columns fitted to the terminal (when printing to one)."""
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    return board.to_markdown(columns, width)
 
 
 def _add_setting(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
@@ -86,7 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        commands = {"methods": _methods, "run": _run, "leaderboard": _leaderboard, "docs": _docs}
+        commands = {
+            "methods": _methods,
+            "tasks": _tasks,
+            "run": _run,
+            "leaderboard": _leaderboard,
+            "docs": _docs,
+        }
         return commands[args.command](args)
     except PeftbenchError as error:
         print(f"peftbench: error: {error}", file=sys.stderr)
@@ -101,15 +128,27 @@ _default_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """peftbench's own warnings (a skipped plugin or record) are one line for people."""
-    from peftbench.costs import CostWarning
-    from peftbench.plugins import PluginWarning
-    from peftbench.records import RecordWarning
-    from peftbench.token_cache import CacheWarning
-
-    if issubclass(category, (PluginWarning, RecordWarning, CacheWarning, CostWarning)):
+    if issubclass(category, _own_warnings()):
         print(f"peftbench: warning: {message}", file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
+
+
+#: peftbench's warnings for people, by the module that declares each.
+_WARNINGS = {
+    "peftbench.costs": "CostWarning",
+    "peftbench.plugins": "PluginWarning",
+    "peftbench.records": "RecordWarning",
+    "peftbench.token_cache": "CacheWarning",
+}
+
+
+def _own_warnings() -> tuple[type, ...]:
+    """Those of the warnings whose module is loaded (no other can have been raised): a command that
+    never loads torch does not load it to print a warning."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in _WARNINGS.items() if module in sys.modules
+    )
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -144,12 +183,26 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(args: argparse.Namespace) -> int:
+    from peftbench.tasks.registry import collect_tasks
+
+    for entry in collect_tasks().entries():
+        task = entry.task
+        print(f"{task.name}  ({entry.source})")
+        print(f"    {task.description}")
+        print(f"    {task.explain()}")
+        for metric in task.metrics:
+            direction = "higher is better" if metric.higher_is_better else "lower is better"
+            print(f"      {metric.name:<9} {metric.description} ({direction})")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from peftbench.api import run
 
-    settings = {name: given for name, given in vars(args).items() if name != "command"}
+    settings = {name: given for name, given in vars(args).items() if name not in ("command", "columns")}
     board = run(**settings)
-    print(board.to_markdown())
+    print(_table(board, args.columns))
     failed = board.incomplete_runs()
     if failed:
         names = ", ".join(sorted({f"{r.method} ({r.status})" for r in failed}))
@@ -176,7 +229,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         frame = board.aggregate()
         print(aggregate_markdown(frame) if args.format == "markdown" else csv(frame), end="")
     else:
-        print(board.to_markdown() if args.format == "markdown" else board.to_csv(), end="")
+        print(_table(board, args.columns) if args.format == "markdown" else board.to_csv(), end="")
     return 0
 
 

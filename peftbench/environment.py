@@ -14,7 +14,7 @@ import torch
 from peftbench.errors import PeftbenchError
 from peftbench.version import __version__
 
-PACKAGES = ("torch", "transformers", "peft", "datasets", "evaluate", "pluggy", "numpy")
+PACKAGES = ("torch", "transformers", "peft", "datasets", "scikit-learn", "scipy", "pluggy", "numpy")
 
 
 def pick_device(requested: str | None = None) -> torch.device:

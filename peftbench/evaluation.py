@@ -1,4 +1,8 @@
-"""Evaluate a model on one split: predictions, logits, mean loss, metrics. Never trains."""
+"""Evaluate a model on one split: predictions, raw outputs, mean loss, metrics. Never trains.
+
+The task decides what the outputs mean (``Task.predict``), the loss and the metrics; the primary
+one is ``EvalResult.score``.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from peftbench.batching import TokenizedSplit, collate, eval_batches
-from peftbench.metrics import compute_metrics
 from peftbench.precision import autocast
+from peftbench.tasks.base import Task
 from peftbench.train import to_device
 
 
 @dataclass
 class EvalResult:
-    predictions: np.ndarray
-    logits: np.ndarray
+    predictions: np.ndarray  # one per example, as the labels are encoded (a class id, a value)
+    logits: np.ndarray  # the head's outputs: (examples x outputs)
     loss: float
-    accuracy: float
-    macro_f1: float
+    scores: dict[str, float]  # every metric of the task, the primary first
     seconds: float
+    metric: str  # the primary metric's name
+
+    @property
+    def score(self) -> float:
+        """The task's primary metric on this split."""
+        return self.scores[self.metric]
 
 
 def evaluate_model(
     model: nn.Module,
     split: TokenizedSplit,
-    num_labels: int,
+    task: Task,
+    label_names: tuple[str, ...],
     batch_size: int,
     device: torch.device,
     pad_id: int,
@@ -37,7 +46,7 @@ def evaluate_model(
 ) -> EvalResult:
     """The same evaluator for the baseline and every method: length-sorted batches, no grad."""
     model.eval()
-    logits = np.zeros((len(split), num_labels), dtype=np.float32)
+    logits = np.zeros((len(split), task.outputs(label_names)), dtype=np.float32)
     start = time.perf_counter()
     chunks = []
     with torch.inference_mode(), autocast(device, precision):
@@ -48,7 +57,7 @@ def evaluate_model(
     for indices, chunk in chunks:  # one device-to-host copy per batch, after all batches are queued
         logits[indices] = chunk.cpu().numpy()
     seconds = time.perf_counter() - start
-    predictions = logits.argmax(axis=1)
-    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(split.labels)))
-    scores = compute_metrics(predictions, split.labels, num_labels)
-    return EvalResult(predictions, logits, loss, scores["accuracy"], scores["macro_f1"], seconds)
+    predictions = task.predict(logits)
+    loss = float(task.loss(torch.from_numpy(logits), torch.from_numpy(split.labels)))
+    scores = task.scores(predictions, split.labels, label_names)
+    return EvalResult(predictions, logits, loss, scores, seconds, task.primary_metric)

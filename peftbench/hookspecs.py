@@ -1,4 +1,4 @@
-"""Pluggy hook specifications: the whole contract between peftbench and a method plugin."""
+"""Pluggy hook specifications: the whole contract between peftbench and a plugin (methods, tasks)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,8 @@ hookimpl = pluggy.HookimplMarker("peftbench")
 @hookspec
 def register_methods(register: Callable[..., None]) -> None:
     """Register fine-tuning methods: call ``register(method)`` once per ``Method`` instance."""
+
+
+@hookspec
+def register_tasks(register: Callable[..., None]) -> None:
+    """Register kinds of task: call ``register(task)`` once per ``peftbench.tasks.Task`` instance."""

@@ -19,7 +19,7 @@ import transformers
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from peftbench.data import MIRROR_ENV, looks_like_path, mirror_path
+from peftbench.dataset_sources import MIRROR_ENV, looks_like_path, mirror_path
 from peftbench.errors import PeftbenchError
 
 transformers.utils.logging.set_verbosity_error()
@@ -157,14 +157,21 @@ def load_model(
 
 
 def load_base_model(
-    spec: ModelSpec, label_names: tuple[str, ...], pad_token_id: int, trust_remote_code: bool = False
+    spec: ModelSpec,
+    label_names: tuple[str, ...],
+    pad_token_id: int,
+    trust_remote_code: bool = False,
+    num_labels: int | None = None,
 ) -> nn.Module:
     """The model as read from disk (or built from its random config), fp32: the same for every
-    seed; ``seeded_copy`` turns it into what ``load_model`` returns for a seed."""
+    seed; ``seeded_copy`` turns it into what ``load_model`` returns for a seed. The head has
+    ``num_labels`` outputs (default: one per label name; the task's ``outputs``)."""
+    num_labels = len(label_names) if num_labels is None else num_labels
+    names = label_names if len(label_names) == num_labels else tuple(f"output_{i}" for i in range(num_labels))
     labels = {
-        "num_labels": len(label_names),
-        "id2label": dict(enumerate(label_names)),
-        "label2id": {name: i for i, name in enumerate(label_names)},
+        "num_labels": num_labels,
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
     }
     torch.manual_seed(RANDOM_BODY_SEED)
     if spec.random_config is not None:

@@ -1,4 +1,4 @@
-"""The plugin manager: built-in methods and third-party entry points, collected the same way.
+"""The plugin manager: built-in methods and tasks and third-party entry points, collected the same way.
 
 Built-ins are listed in ``DEFAULT_PLUGINS`` and registered exactly as an installed package's
 ``peftbench`` entry point is. A plugin that fails to import, or whose hook raises, is reported
@@ -13,8 +13,10 @@ import inspect
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -31,6 +33,8 @@ DEFAULT_PLUGINS = (
     "peftbench.methods.ia3",
     "peftbench.methods.prefix_tuning",
     "peftbench.methods.reference",
+    "peftbench.tasks.classification",
+    "peftbench.tasks.regression",
 )
 #: Comma-separated entry-point names to load; set but empty loads no third-party plugin.
 PLUGINS_ENV = "PEFTBENCH_PLUGINS"
@@ -134,20 +138,43 @@ def collect_methods(manager: PluginManager | None = None) -> MethodRegistry:
     A hook that raises (anything but the registry's own refusals) is skipped with a warning, and
     none of the methods it registered before raising is kept.
     """
+    found = collect_registrations(manager, "register_methods", "method", Method, _cannot_run)
+    return MethodRegistry(
+        {name: RegisteredMethod(method, source) for name, (method, source) in found.items()}
+    )
+
+
+def collect_registrations(
+    manager: PluginManager | None,
+    hook: str,
+    what: str,
+    kind: type,
+    problem: Callable[[Any], str | None],
+) -> dict[str, tuple[Any, str]]:
+    """Call every implementation of ``hook`` (``register_methods``, ``register_tasks``) with a
+    ``register`` callback; returns name -> (what it registered, its source), every one checked:
+    an instance of ``kind``, a valid and unique name, and nothing ``problem`` objects to.
+
+    A hook that raises (anything but the registry's own refusals) is skipped with a warning, and
+    nothing it registered before raising is kept.
+    """
     manager = manager or default_plugin_manager()
-    entries: dict[str, RegisteredMethod] = {}
-    plugin_names: dict[str, str] = {}  # method name -> the plugin (entry point) that registered it
-    for impl in manager.hook.register_methods.get_hookimpls():
+    entries: dict[str, tuple[Any, str]] = {}
+    plugin_names: dict[str, str] = {}  # name -> the plugin (entry point) that registered it
+    for impl in getattr(manager.hook, hook).get_hookimpls():
         plugin = impl.plugin_name
         source = manager.sources.get(plugin, plugin)
-        pending: dict[str, RegisteredMethod] = {}
+        pending: dict[str, tuple[Any, str]] = {}
         refused: list[_RegistryError] = []  # kept even if the plugin's code swallows or wraps it
 
-        def register(
-            method: Method, _source=source, _plugin=plugin, _pending=pending, _refused=refused
-        ) -> None:
+        def register(item: Any, _source=source, _plugin=plugin, _pending=pending, _refused=refused) -> None:
             try:
-                _add(entries, _pending, plugin_names, method, _source, _plugin)
+                _add(
+                    _Registration(what, kind, problem, entries, _pending, plugin_names),
+                    item,
+                    _source,
+                    _plugin,
+                )
             except _RegistryError as error:
                 _refused.append(error)
                 raise
@@ -159,7 +186,7 @@ def collect_methods(manager: PluginManager | None = None) -> MethodRegistry:
                 raise refused[0] from None
             # The plugin's own code raised (a PeftbenchError included): skip it, keep the others.
             warnings.warn(
-                f"peftbench plugin '{plugin}' ({source}) raised in register_methods and was "
+                f"peftbench plugin '{plugin}' ({source}) raised in {hook} and was "
                 f"skipped: {type(error).__name__}: {error}",
                 PluginWarning,
                 stacklevel=2,
@@ -170,7 +197,7 @@ def collect_methods(manager: PluginManager | None = None) -> MethodRegistry:
         entries.update(pending)
         for name in pending:
             plugin_names[name] = plugin
-    return MethodRegistry(entries)
+    return entries
 
 
 def _switch_off_hint(*origins: tuple[str, str]) -> str:
@@ -185,39 +212,46 @@ def _switch_off_hint(*origins: tuple[str, str]) -> str:
     )
 
 
-def _add(
-    entries: dict[str, RegisteredMethod],
-    pending: dict[str, RegisteredMethod],
-    plugin_names: dict[str, str],
-    method: Method,
-    source: str,
-    plugin: str,
-) -> None:
-    if not isinstance(method, Method):
+@dataclass(frozen=True)
+class _Registration:
+    """What one registry collects and checks, and what it has collected so far."""
+
+    what: str  # "method", "task"
+    kind: type  # what every registered item must be an instance of
+    problem: Callable[[Any], str | None]
+    entries: dict[str, tuple[Any, str]]  # accepted from earlier plugins
+    pending: dict[str, tuple[Any, str]]  # from the plugin being collected
+    plugin_names: dict[str, str]
+
+
+def _add(registration: _Registration, item: Any, source: str, plugin: str) -> None:
+    what, entries, pending = registration.what, registration.entries, registration.pending
+    article = "an" if what[0] in "aeiou" else "a"
+    if not isinstance(item, registration.kind):
         raise _RegistryError(
-            f"plugin {source} registered {method!r}, which is not a peftbench Method instance"
-            f"{_switch_off_hint((source, plugin))}"
+            f"plugin {source} registered {item!r}, which is not a peftbench {registration.kind.__name__} "
+            f"instance{_switch_off_hint((source, plugin))}"
         )
-    name = getattr(method, "name", None)
+    name = getattr(item, "name", None)
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise _RegistryError(
-            f"plugin {source} registered a method with invalid name {name!r}: "
-            f"use a lower-case identifier such as 'my_method'{_switch_off_hint((source, plugin))}"
+            f"plugin {source} registered {article} {what} with invalid name {name!r}: "
+            f"use a lower-case identifier such as 'my_{what}'{_switch_off_hint((source, plugin))}"
         )
     if name in entries or name in pending:
-        first = entries[name].source if name in entries else source
-        first_plugin = plugin_names.get(name, plugin)
+        first = entries[name][1] if name in entries else source
+        first_plugin = registration.plugin_names.get(name, plugin)
         raise _RegistryError(
-            f"two methods are named '{name}': one from {first}, one from {source}; "
+            f"two {what}s are named '{name}': one from {first}, one from {source}; "
             f"uninstall one{_switch_off_hint((first, first_plugin), (source, plugin))}"
         )
-    problem = _cannot_run(method)
+    problem = registration.problem(item)
     if problem:
         raise _RegistryError(
-            f"plugin {source} registered method '{name}', which peftbench cannot run: {problem}"
+            f"plugin {source} registered {what} '{name}', which peftbench cannot run: {problem}"
             f"{_switch_off_hint((source, plugin))}"
         )
-    pending[name] = RegisteredMethod(method, source)
+    pending[name] = (item, source)
 
 
 #: How the harness calls each method of a ``Method``: the positional arguments it passes.
@@ -230,6 +264,7 @@ CALLS = {
     "optimizer": ("model", "hp"),
     "report": ("model",),
     "merge": ("model",),
+    "applies_to": ("task",),
 }
 #: Hooks with a default: checked only where a method defines them.
 OPTIONAL = ("extra_loss", "after_step", "optimizer", "report")

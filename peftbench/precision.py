@@ -9,15 +9,12 @@ and to the reloaded one, so the reload check compares like with like.
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from peftbench.errors import PeftbenchError
-
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
+from peftbench.settings import PRECISIONS, Precision  # noqa: F401  (declared with the settings)
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

@@ -12,20 +12,22 @@ import numbers
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from peftbench.budget import Budget, parse_budget
 from peftbench.errors import PeftbenchError, UnknownNameError
-from peftbench.precision import Precision
 from peftbench.validation import Real, Refusal, Whole, range_hint, refusal, type_words
 
 #: More epochs than this is a typo (``--epochs 1e9`` would plan a billion epochs of batches).
 MAX_EPOCHS = 1000
 #: torch, numpy and CUDA generators all take a 32-bit seed.
 SEED_LIMIT = 2**32
+#: Numeric precision of a run (``peftbench.precision`` applies it): auto picks bf16 where native.
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def cli(
@@ -237,8 +239,24 @@ class SweepConfig(_Settings):
         description="size every method to this many trainable parameters: a count (70000, 70k, 1.2M) "
         "or a share of the model's (0.3%)",
     )
-    text_column: str | None = Field(None, description="the text column of each dataset (default: detected)")
+    text_column: str | None = Field(
+        None,
+        description="the text column of each dataset, or two for a text pair, e.g. premise,hypothesis "
+        "(default: detected; sentence1/sentence2, premise/hypothesis, question/sentence and "
+        "question1/question2 are pairs)",
+    )
     label_column: str | None = Field(None, description="the label column of each dataset (default: detected)")
+    task: str | None = Field(
+        None,
+        description="the kind of task: classification, pair_classification, regression or a plugin's "
+        "(default: detected from the label column and the text columns; peftbench tasks lists them)",
+    )
+    metric: str | None = Field(
+        None,
+        description="the primary metric, which ranks, tunes and names every table: accuracy, macro_f1, "
+        "f1, mcc for classification; spearman, pearson, mse for regression (default: the task's; "
+        "accuracy, spearman)",
+    )
     device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda if present)")
     out: Path = Field(Path("runs"), description="results folder (records/ and adapters/)")
     force: bool = Field(False, description="rerun runs that already have a complete record")

@@ -1,8 +1,10 @@
 """Tokenise once: tokenised splits cached on disk, keyed by data, tokenizer and max length.
 
 Every method and seed of a sweep, and every later sweep on the same data, reads the same cached
-arrays instead of re-running the tokenizer. The key is a fingerprint of the split's texts and
-labels, the tokenizer's full serialised state and the maximum length, so any change misses.
+arrays instead of re-running the tokenizer. The key is a fingerprint of the split's texts (both
+texts of a pair, in the order the columns were chosen) and labels, the tokenizer's full
+serialised state, the maximum length and how the texts were encoded (one text, or a pair), so
+any change misses.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from peftbench.batching import TokenizedSplit, tokenize_split
 from peftbench.data import TextSplit
 
 CACHE_ENV = "PEFTBENCH_CACHE"
+#: The version of the pair encoding (``peftbench.tasks.inputs``): a change to it must miss.
+PAIR_ENCODING = 1
 
 
 def cache_dir() -> Path:
@@ -42,9 +46,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def split_fingerprint(split: TextSplit) -> str:
-    digest = hashlib.sha256("\x1e".join(split.texts).encode())
-    digest.update(split.labels.astype(np.int64).tobytes())
+    digest = hashlib.sha256()
+    split.fingerprint(digest)
     return digest.hexdigest()[:16]
+
+
+def cache_path(directory: Path, split: TextSplit, tokenizer_key: str, max_length: int) -> Path:
+    """Where a split's tokens are cached: single texts as they always were, pairs marked as such."""
+    encoding = "" if split.second is None else f"-pair{PAIR_ENCODING}"
+    return directory / "tokenized" / f"{split_fingerprint(split)}-{tokenizer_key}-{max_length}{encoding}.npz"
 
 
 class CacheWarning(UserWarning):
@@ -60,7 +70,7 @@ def cached_tokenize(
     the split) is a miss: it is warned about by path, rebuilt and overwritten.
     """
     directory = cache_dir() if directory is None else directory
-    path = directory / "tokenized" / f"{split_fingerprint(split)}-{tokenizer_key}-{max_length}.npz"
+    path = cache_path(directory, split, tokenizer_key, max_length)
     corrupt = False
     if path.exists():
         try:
@@ -87,6 +97,8 @@ def _save(split: TokenizedSplit, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, flushed to disk, then renamed."""
     flat = np.concatenate(split.input_ids) if len(split) else np.zeros(0, dtype=np.int64)
     arrays = {"ids": flat.astype(np.int32), "lengths": split.lengths, "labels": split.labels}
+    if split.token_type_ids is not None:
+        arrays["types"] = np.concatenate(split.token_type_ids).astype(np.int8) if len(split) else flat
     write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
@@ -94,11 +106,15 @@ def _load(path: Path, split: TextSplit | None = None) -> TokenizedSplit:
     """Read a cache entry; ``ValueError`` if its arrays do not describe ``split``."""
     with np.load(path, allow_pickle=False) as arrays:
         ids, lengths, labels = arrays["ids"].astype(np.int64), arrays["lengths"], arrays["labels"]
+        types = arrays["types"].astype(np.int64) if "types" in arrays else None
+    if types is not None and types.shape != ids.shape:
+        raise ValueError("token type ids do not match the tokens")
     if ids.ndim != 1 or lengths.ndim != 1 or labels.ndim != 1 or len(lengths) != len(labels):
         raise ValueError("arrays of the wrong shape")
     if (lengths < 0).any() or int(lengths.sum()) != len(ids):
         raise ValueError("token lengths do not add up to the stored tokens")
-    if split is not None and not np.array_equal(labels, split.labels):
+    if split is not None and not np.array_equal(labels, split.labels, equal_nan=labels.dtype.kind == "f"):
         raise ValueError("labels differ from the split's")
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return TokenizedSplit([ids[offsets[i] : offsets[i + 1]] for i in range(len(lengths))], labels)
+    rows = [slice(offsets[i], offsets[i + 1]) for i in range(len(lengths))]
+    return TokenizedSplit([ids[r] for r in rows], labels, None if types is None else [types[r] for r in rows])

@@ -28,14 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from peftbench.batching import PAD_LABEL, StaticShapes, TokenizedSplit, collate, train_batches
+from peftbench.batching import StaticShapes, TokenizedSplit, collate, train_batches
 from peftbench.methods.optim import build_optimizer
 from peftbench.precision import autocast
 from peftbench.settings import TrainConfig
+from peftbench.tasks.classification import Classification
+
+#: The loss of a batch: (logits, labels) -> a scalar; the task's (``Task.loss``).
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(RuntimeError):
@@ -143,6 +146,7 @@ def train(
     resume: LoopState | None = None,
     until: int | None = None,
     keep_state: bool = False,
+    objective: Loss | None = None,
 ) -> TrainStats:
     """Train ``model`` in place; returns what it cost. Trains nothing if nothing is trainable.
 
@@ -151,7 +155,9 @@ def train(
     ``resume`` continues from an earlier call's ``end`` (the model must hold the weights it had
     then); ``until`` stops after that step; ``keep_state`` puts the loop's state in ``stats.end``.
     The stats are the run's whole training so far, a resumed part included.
+    ``objective`` is the task's loss (default: classification's cross-entropy).
     """
+    objective = objective or Classification().loss
     params = [p for p in model.parameters() if p.requires_grad]
     stats = TrainStats()
     if not params:
@@ -183,7 +189,7 @@ def train(
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, config.precision):
             logits = forward(**batch).logits
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=PAD_LABEL)
+        loss = objective(logits, labels)
         if hooks.extra_loss is not None:
             loss = loss + hooks.extra_loss()
         loss.backward()

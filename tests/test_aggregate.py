@@ -100,14 +100,14 @@ def test_gain_share_is_missing_where_full_finetuning_is(aggregated):
 
 def test_a_missing_method_is_shown_missing_never_imputed(aggregated):
     ia3 = aggregated.loc["ia3"]
-    assert ia3["accuracy_per_dataset"]["a"] == 0.79 and math.isnan(ia3["accuracy_per_dataset"]["c"])
+    assert ia3["score_per_dataset"]["a"] == 0.79 and math.isnan(ia3["score_per_dataset"]["c"])
     assert math.isnan(ia3["rank_per_dataset"]["c"]) and ia3["label_per_dataset"]["c"] is None
 
 
 def test_the_variant_best_on_validation_stands_for_its_method(aggregated):
     """lora's r=16 variant is better on test on a (95) but worse on validation: r=8 (80) stands."""
     lora = aggregated.loc["lora"]
-    assert lora["accuracy_per_dataset"]["a"] == 0.8 and lora["label_per_dataset"]["a"] == "lora (r=8)"
+    assert lora["score_per_dataset"]["a"] == 0.8 and lora["label_per_dataset"]["a"] == "lora (r=8)"
     assert lora["label_per_dataset"]["b"] == "lora"
 
 
@@ -147,7 +147,7 @@ def test_the_command_line_prints_the_numbers(tmp_path, capsys):
     assert "nothing is imputed" in out
     assert main(["leaderboard", str(tmp_path), "--aggregate", "--format", "csv"]) == 0
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("method")
-    assert frame.loc["lora", "wins"] == 3 and '"c": NaN' in frame.loc["ia3", "accuracy_per_dataset"]
+    assert frame.loc["lora", "wins"] == 3 and '"c": NaN' in frame.loc["ia3", "score_per_dataset"]
 
 
 def test_the_command_line_says_when_there_is_nothing_to_aggregate(tmp_path, capsys):

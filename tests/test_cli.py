@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import keyword_rows, snapshot
+from conftest import keyword_rows, record, snapshot
 from peftbench.cli import main
+from peftbench.records import write_record
 
 
 def test_methods_lists_the_builtins_with_descriptions(capsys):
@@ -91,6 +92,38 @@ def test_run_then_leaderboard_in_a_subprocess(tmp_path):
         [*command, "leaderboard", str(out), "--format", "csv"], capture_output=True, text=True
     )
     assert csv.stdout.startswith("rank,model,dataset,method")
+
+
+HEAVY = ("torch", "transformers", "peft", "datasets")
+PROBE = """
+import sys
+from peftbench.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as done:  # --help
+    code = done.code
+print("loaded:", ",".join(name for name in {heavy!r} if name in sys.modules))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["run", "--help"], ["leaderboard"], ["leaderboard", "--aggregate"]]
+)
+def test_help_and_the_leaderboard_load_no_torch_transformers_peft_or_datasets(tmp_path, args):
+    for dataset in ("a", "b"):
+        for method, role in (("baseline", "baseline"), ("lora", "method")):
+            made = record(method, 0, 0.7 if method == "lora" else 0.5, role=role, predictions=[1, 0, 1, 1],
+                          references=[1, 0, 0, 1])  # fmt: skip
+            made.run_id, made.dataset = f"{method}-{dataset}", dataset
+            write_record(made, tmp_path)
+    args = [*args[:1], str(tmp_path), *args[1:]] if args[0] == "leaderboard" else args
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("loaded:"), done.stdout[-300:]
+    assert "usage:" in done.stdout or "| lora" in done.stdout
 
 
 def test_leaderboard_of_a_missing_folder(capsys, tmp_path):

@@ -6,6 +6,7 @@ import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT, registered
@@ -168,6 +169,43 @@ def test_the_page_across_datasets_is_in_the_built_site(generated, tmp_path):
     assert 'href="../leaderboard/aggregate/"' in (site / "quickstart" / "index.html").read_text()  # the nav
 
 
+def regression(method, seed, noise, role="method"):
+    """A regression record (Spearman primary) on dataset "sts": predictions off by ``noise``."""
+    made = synthetic("sts", method, seed, 50, role=role)
+    made.task, made.metric, made.label_names = "regression", "spearman", ["score"]
+    made.references = [i / 100 for i in range(100)]
+    made.predictions = [r + noise * ((i * 37) % 11 - 5) / 5 for i, r in enumerate(made.references)]
+    spearman = float(pd.Series(made.predictions).corr(pd.Series(made.references), method="spearman"))
+    made.metrics = {"spearman": spearman, "validation_spearman": spearman, "mse": noise, "loss": noise}
+    return made
+
+
+def test_a_regression_table_names_its_metric_and_the_page_across_kinds_ranks_each_by_its_own(tmp_path):
+    records = tmp_path / "records"
+    for seed in range(2):
+        for made in (
+            synthetic("alpha", "baseline", seed, 50, role="baseline", params=0),
+            synthetic("alpha", "lora", seed, 80),
+            regression("baseline", seed, 1.0, role="baseline"),
+            regression("lora", seed, 0.1),
+        ):  # fmt: skip
+            write_record(made, records)
+    built = build_site(records, tmp_path / "docs")
+    page = (tmp_path / "docs" / "leaderboard" / "tiny-sts.md").read_text()
+    assert "<th>Spearman ρ (95% CI)</th>" in page and "## Spearman ρ and cost" in page
+    assert (
+        "regression, scored by Spearman ρ (higher is better)" in page and "a value per example: score" in page
+    )
+    assert "Spearman ρ: mean over seeds" in page and "test Spearman ρ vs trainable parameters" in page
+    plot = (tmp_path / "docs" / "leaderboard" / "plots" / "tiny-sts-params.svg").read_text()
+    assert "test Spearman ρ (mean ± 95% CI)" in plot
+    across = (tmp_path / "docs" / "leaderboard" / "aggregate.md").read_text()
+    assert "<th>alpha accuracy %</th>" in across and "<th>sts Spearman ρ</th>" in across
+    assert "leaderboard/plots/aggregate-tiny-ranks.svg" in built.plots
+    index = (tmp_path / "docs" / "leaderboard" / "index.md").read_text()
+    assert "each table&#x27;s primary metric (its score column) is the mean over seeds" in index
+
+
 def test_one_dataset_per_model_has_no_page_across_datasets(tmp_path):
     records = tmp_path / "records"
     write_record(synthetic("alpha", "lora", 0, 80), records)
@@ -178,8 +216,9 @@ def test_one_dataset_per_model_has_no_page_across_datasets(tmp_path):
 
 def test_plots_are_valid_svg_with_the_frontier_and_without_failed_rows(generated):
     _, docs, built = generated
-    assert len(built.plots) == 8
-    for relative in built.plots:
+    ranks = "leaderboard/plots/aggregate-tiny-ranks.svg"
+    assert len(built.plots) == 9 and built.plots[-1] == ranks
+    for relative in built.plots[:-1]:
         text = (docs / relative).read_text()
         root = ElementTree.fromstring(text)
         assert root.tag.endswith("svg") and float(root.get("width").removesuffix("pt")) > 0

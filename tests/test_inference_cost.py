@@ -13,10 +13,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from peftbench.batching import TokenizedSplit, collate
 from peftbench.inference_cost import THROUGHPUT_BATCH, inference_costs, inference_sample, time_forward
-from peftbench.leaderboard.report import LEGEND
+from peftbench.leaderboard.report import legend
 from peftbench.methods.base import TaskInfo, TrainingPlan
 from peftbench.methods.reference import MajorityClass
 from peftbench.plugins import collect_methods
+from peftbench.tasks.metrics import ACCURACY
 
 CPU = torch.device("cpu")
 TASK = TaskInfo(2, ("bad", "good"), (10, 10), TrainingPlan(40, 10, 4.0, 8, "cpu"))
@@ -142,4 +143,4 @@ def test_costs_have_merged_figures_only_where_the_method_merges_and_none_without
 
 
 def test_the_legend_states_the_batch_size_that_is_timed():
-    assert f"at batch {THROUGHPUT_BATCH}" in LEGEND
+    assert f"at batch {THROUGHPUT_BATCH}" in legend([ACCURACY])

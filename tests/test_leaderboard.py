@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import record
+from conftest import ROOT, record
 from peftbench.leaderboard import Leaderboard
 from peftbench.leaderboard.report import table_texts
 from peftbench.records import RunRecord
@@ -26,7 +26,7 @@ def test_leaderboard_averages_seeds_and_never_averages_failed_runs():
     )
     frame = board.to_frame().set_index("method")
     assert frame.loc["lora", "accuracy"] == pytest.approx(0.85)
-    assert frame.loc["lora", "accuracy_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert frame.loc["lora", "score_std"] == pytest.approx(0.0707107, rel=1e-5)
     assert frame.loc["lora", "seeds"] == 2 and frame.loc["lora", "failed_runs"] == 1
     assert frame.loc["lora", "delta_vs_baseline"] == pytest.approx(0.35)
     assert frame.loc["lora", "rank"] == 1 and frame.loc["baseline", "rank"] == 2
@@ -71,8 +71,8 @@ def test_runs_on_other_data_or_code_are_never_averaged_and_no_seed_counts_twice(
     frame = board.to_frame()
     lora = frame[frame["method"].str.startswith("lora")].set_index("dataset_fingerprint")
     assert len(lora) == 3
-    newest = lora[lora["accuracy_per_seed"].map(len) == 2]
-    assert newest["accuracy_per_seed"].iloc[0] == {0: 0.9, 1: 0.8} and newest["seeds"].iloc[0] == 2
+    newest = lora[lora["score_per_seed"].map(len) == 2]
+    assert newest["score_per_seed"].iloc[0] == {0: 0.9, 1: 0.8} and newest["seeds"].iloc[0] == 2
     assert newest["delta_vs_baseline"].iloc[0] == pytest.approx(0.85 - 0.5)
     assert pd.isna(lora.loc["data-b", "delta_vs_baseline"])  # no baseline on that data to compare with
 
@@ -116,8 +116,8 @@ def test_ties_for_best_and_p_values_against_the_baseline():
     assert frame.loc["near", "tied_for_best"] and frame.loc["near", "p_vs_best"] > 0.05
     assert not frame.loc["weak", "tied_for_best"] and frame.loc["weak", "p_vs_best"] < 0.001
     assert frame.loc["strong", "p_vs_baseline"] < 0.001
-    assert frame.loc["strong", "accuracy_per_seed"] == {0: strong.mean(), 1: strong.mean(), 2: strong.mean()}
-    assert frame.loc["strong", "accuracy_ci95"] == 0.0  # identical seeds: no spread
+    assert frame.loc["strong", "score_per_seed"] == {0: strong.mean(), 1: strong.mean(), 2: strong.mean()}
+    assert frame.loc["strong", "score_ci95"] == 0.0  # identical seeds: no spread
     markdown = Leaderboard(records).to_markdown()
     assert "★" in markdown and "(p<0.001)" in markdown
 
@@ -142,7 +142,7 @@ def test_one_method_with_several_settings_is_named_by_what_differs_never_by_a_ha
     assert set(frame["method"]) == {"lora"}  # the raw name stays, for links and grouping
     assert frame.loc["lora (r=8, data data-a)", "hyperparameters"] == {"r": 8, "learning_rate": 0.001}
     assert frame.loc["lora (r=8, data data-a)", "run_ids"] == ["lora-r8-data-a-seed0", "lora-r8-data-a-seed1"]
-    assert frame.loc["lora (r=8, data data-a)", "accuracy_per_seed"] == {0: 0.8, 1: 0.82}
+    assert frame.loc["lora (r=8, data data-a)", "score_per_seed"] == {0: 0.8, 1: 0.82}
     runs = board.runs_frame()
     assert sorted(set(runs["label"])) == sorted(frame.index) and set(runs["method"]) == {"lora"}
     markdown = board.to_markdown()
@@ -191,7 +191,7 @@ def test_csv_keeps_every_column_with_dicts_and_lists_as_json():
     table = pd.read_csv(io.StringIO(board.to_csv()))
     assert list(table.columns) == list(board.to_frame().columns)
     lora = table.set_index("method").loc["lora"]
-    assert json.loads(lora["accuracy_per_seed"]) == {"0": 0.8, "1": 0.82}
+    assert json.loads(lora["score_per_seed"]) == {"0": 0.8, "1": 0.82}
     assert json.loads(lora["run_ids"]) == ["lora-r8-data-a-seed0", "lora-r8-data-a-seed1"]
     assert json.loads(lora["hyperparameters"]) == {"learning_rate": 0.001, "r": 8}
 
@@ -267,3 +267,56 @@ def test_inference_costs_are_averaged_over_seeds_and_missing_where_a_record_has_
         csv.loc["ia3", "latency_ms"]
     )
     assert "merged latency ms, merged throughput/s" in board.to_markdown()  # explained in the legend
+
+
+P0 = 1 / 10_001  # the smallest p-value 10,000 resamples give
+# What the committed records gave before the Task refactor (peftbench 0.3.0, accuracy hard-wired):
+# (dataset, method) -> rank, mean accuracy, its 95% interval, p vs baseline, p vs best, tied for best.
+COMMITTED_ROWS = {
+    ("emotion", "full_finetune"): (1, 0.9215, 0.009377414219063743, P0, 1.0, True),
+    ("emotion", "ia3"): (2, 0.8968333333333334, 0.010342290025084536, P0, P0, False),
+    ("emotion", "prefix_tuning"): (3, 0.8813333333333334, 0.015727423560515284, P0, P0, False),
+    ("emotion", "lora"): (4, 0.7856666666666667, 0.16108791904987063, P0, P0, False),
+    ("emotion", "head_only"): (5, 0.5526666666666668, 0.014125404968604111, P0, P0, False),
+    ("emotion", "majority"): (6, 0.3475, 0.0, P0, P0, False),
+    ("emotion", "baseline"): (7, 0.147, 0.19704708969065116, 1.0, P0, False),
+    ("rotten_tomatoes", "full_finetune"): (1, 0.8245778611632271, 0.008072519192775634, P0, 1.0, True),
+    ("rotten_tomatoes", "ia3"): (2, 0.806441525953721, 0.022990544739074407, P0, 500 / 10_001, False),
+    ("rotten_tomatoes", "lora"): (3, 0.8008130081300813, 0.0071192927459602, P0, 100 / 10_001, False),
+    ("rotten_tomatoes", "prefix_tuning"): (4, 0.7867417135709819, 0.026807300906831977, P0, 8 / 10_001, False),  # noqa: E501
+    ("rotten_tomatoes", "head_only"): (5, 0.6657285803627268, 0.024254901559766666, P0, P0, False),
+    ("rotten_tomatoes", "baseline"): (6, 0.5106316447779863, 0.04203226027275126, 1.0, P0, False),
+    ("rotten_tomatoes", "majority"): (7, 0.5, 0.0, 4863 / 10_001, P0, False),
+}  # fmt: skip
+# method -> mean rank, its interval, (wins, ties, losses), gain share: the aggregate over both.
+COMMITTED_AGGREGATE = {
+    "full_finetune": (1.0, 1.0, 1.5, (11, 1, 0), 1.0),
+    "ia3": (2.0, 1.5, 3.0, (8, 3, 1), 0.9551912856428812),
+    "lora": (3.5, 3.0, 4.0, (6, 2, 4), 0.8744604109921407),
+    "prefix_tuning": (3.5, 2.7437500000000004, 3.5, (7, 2, 3), 0.9138103278729284),
+    "head_only": (5.0, 5.0, 5.0, (4, 0, 8), 0.5089013431961845),
+    "baseline": (6.5, 6.5, 7.0, (0, 1, 11), 0.0),
+    "majority": (6.5, 6.0, 6.5, (1, 1, 10), 0.11250607640451743),
+}
+
+
+def test_the_committed_records_give_the_numbers_they_gave_before_tasks_existed():
+    """Records that name no task are single-text classification scored by accuracy: every number
+    of their leaderboard and aggregate is what peftbench 0.3.0 computed from them."""
+    board = Leaderboard.from_dir(ROOT / "leaderboard" / "records")
+    frame = board.to_frame()
+    assert set(frame["metric"]) == {"accuracy"} and set(frame["task"]) == {"classification"}
+    got = {
+        (row.dataset, row.method): (
+            row.rank, row.score, row.score_ci95, row.p_vs_baseline, row.p_vs_best, row.tied_for_best,
+        )
+        for row in frame.itertuples()
+    }  # fmt: skip
+    assert got == COMMITTED_ROWS
+    assert (frame["score"] == frame["accuracy"]).all()
+    aggregated = {
+        row.method: (row.mean_rank, row.mean_rank_low, row.mean_rank_high, (row.wins, row.ties, row.losses),
+                     row.gain_share)
+        for row in board.aggregate().itertuples()
+    }  # fmt: skip
+    assert aggregated == COMMITTED_AGGREGATE

@@ -42,6 +42,8 @@ def test_the_guide_writes_three_packages_and_the_peft_method_is_short():
         "peftbench-top-layers/pyproject.toml",
         "peftbench-layerwise-decay/peftbench_layerwise_decay.py",
         "peftbench-layerwise-decay/pyproject.toml",
+        "peftbench-binary/peftbench_binary.py",
+        "peftbench-binary/pyproject.toml",
     }
     code = [line for line in GUIDE_FILES["peftbench-waveft/peftbench_waveft.py"].splitlines() if line.strip()]
     assert len(code) <= 17, "the guide promises a method in about fifteen lines"
@@ -61,7 +63,7 @@ def test_guide_builds_an_installable_plugin_that_reaches_the_leaderboard(install
     args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
     ran = run_cli("run", *args, "--methods", "waveft,lora", env=installed)
     assert ran.returncode == 0, ran.stderr
-    board = run_cli("leaderboard", str(out), env=installed)
+    board = run_cli("leaderboard", str(out), "--columns", "reload_identical", env=installed)
     rows = [line for line in board.stdout.splitlines() if "| waveft " in line]
     assert len(rows) == 1 and rows[0].rstrip().endswith("| yes                |")
 
@@ -115,3 +117,27 @@ def test_the_decaying_method_sets_its_own_learning_rates_and_reports_its_own_num
     rate = record.hyperparameters["learning_rate"]
     assert moved[1].quantile(0.9).item() == pytest.approx(0.25 * rate, rel=1e-2)
     assert moved[0].quantile(0.9).item() == pytest.approx(0.25**2 * rate, rel=1e-2)
+
+
+def test_the_guide_kind_of_task_is_listed_and_scores_a_sweep_by_its_metric(installed, tmp_path):
+    listed = run_cli("tasks", env=installed)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        "binary  (peftbench-binary 0.1.0)" in listed.stdout
+        and "metrics: f1 (default), accuracy, mcc" in listed.stdout
+    )
+    data = write_keyword_csv(tmp_path / "data.csv")
+    out = tmp_path / "runs"
+    args = ["--model", "tiny-gpt2", "--dataset", str(data), "--max-steps", "3", "--out", str(out), "--quiet"]
+    ran = run_cli(
+        "run", *args, "--task", "binary", "--methods", "lora", "--no-inference-timing", env=installed
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "| method" in ran.stdout and "F1 % (95% CI)" in ran.stdout and "| majority (reference)" in ran.stdout
+    )
+    records = {record.method: record for record in read_records(out)}
+    lora = records["lora"]
+    assert (lora.task, lora.metric, lora.label_names) == ("binary", "f1", ["label"])
+    assert lora.reload["predictions_identical"] and set(lora.predictions) <= {0, 1}
+    assert len(set(records["majority"].predictions)) == 1

@@ -79,10 +79,13 @@ BAD_FIELDS = [
         {"trainable_params": 10.5},
         "field 'costs' entry 'trainable_params' must be a whole number or null",
     ),
-    ("predictions", "abc", "field 'predictions' must be a list of integers, got a string"),
-    ("predictions", [0, "1"], "field 'predictions' entry 1 must be an integer, got a string"),
-    ("predictions", [0.5], "field 'predictions' entry 0 must be an integer, got a number (0.5)"),
-    ("references", {"0": 1}, "field 'references' must be a list of integers, got an object"),
+    ("predictions", "abc", "field 'predictions' must be a list of numbers, got a string"),
+    ("predictions", [0, "1"], "field 'predictions' entry 1 must be a number, got a string"),
+    ("predictions", [0.5, None], "field 'predictions' entry 1 must be a number, got null"),
+    ("references", {"0": 1}, "field 'references' must be a list of numbers, got an object"),
+    ("task", 3, "field 'task' must be a string, got a number (3)"),
+    ("metric", None, "field 'metric' must be a string, got null"),
+    ("higher_is_better", "yes", "field 'higher_is_better' must be true or false, got a string"),
     ("label_names", "bad,good", "field 'label_names' must be a list of strings"),
     ("notes", [{"a": 1}], "field 'notes' entry 0 must be a string, got an object"),
     ("hyperparameters", [], "field 'hyperparameters' must be an object, got a list"),
@@ -96,6 +99,11 @@ BAD_FIELDS = [
     ("tuning", {"chosen": "lr"}, "field 'tuning' entry 'chosen' must be an object or null"),
     ("tuning", {"candidates": [1]}, "field 'tuning' entry 'candidates' item 0 must be an object"),
     ("tuning", {"candidates": None}, "field 'tuning' entry 'candidates' must be a list of objects, got null"),
+    (
+        "tuning",
+        {"candidates": [{"validation_spearman": "high"}]},
+        "field 'tuning' entry 'candidates' item 0 'validation_spearman' must be a number or null",
+    ),
     ("curves", [], "field 'curves' must be an object of [step, value] lists, got a list ([])"),
     (
         "curves",
@@ -261,3 +269,26 @@ def test_records_from_older_writers_without_optional_fields_still_load(tmp_path)
     path.write_text(json.dumps(data))
     with pytest.warns(RecordWarning, match="missing fields: run_id"):
         assert read_records(tmp_path) == []
+
+
+def test_a_record_without_a_task_is_single_text_classification_scored_by_accuracy(tmp_path):
+    """Records written before tasks existed load as what they were, and keep their rows."""
+    data = json.loads(good_record().to_json())
+    for key in ("task", "metric", "higher_is_better"):
+        del data[key]
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "old.json").write_text(json.dumps(data))
+    (loaded,) = read_records(tmp_path)
+    assert (loaded.task, loaded.metric, loaded.higher_is_better) == ("classification", "accuracy", True)
+    assert loaded.primary_score() == 0.75 and loaded.primary_score("validation") is None
+
+
+def test_a_regression_record_keeps_float_predictions_and_names_its_metric(tmp_path):
+    made = good_record()
+    made.task, made.metric, made.higher_is_better = "regression", "mse", False
+    made.metrics = {"mse": 0.04, "validation_mse": 0.05, "spearman": 0.8, "loss": 0.04}
+    made.predictions, made.references = [0.25, 0.5, 1.0, 0.0], [0.2, 0.6, 0.9, 0.1]
+    write_record(made, tmp_path)
+    (loaded,) = read_records(tmp_path)
+    assert loaded.predictions == [0.25, 0.5, 1.0, 0.0] and loaded.higher_is_better is False
+    assert loaded.primary_score() == 0.04 and loaded.primary_score("validation") == 0.05

@@ -71,9 +71,11 @@ def _cli(field) -> dict:
 
 
 def _run_options() -> dict[str, argparse.Action]:
-    """The ``run`` sub-command's options, by destination."""
+    """The ``run`` sub-command's options, by destination (but ``--columns``, which says how the
+    leaderboard is printed, not what runs)."""
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {action.dest: action for action in commands.choices["run"]._actions if action.dest != "help"}
+    actions = commands.choices["run"]._actions
+    return {action.dest: action for action in actions if action.dest not in ("help", "columns")}
 
 
 def test_every_setting_is_a_run_option_with_its_help_and_a_keyword_of_peftbench_run():

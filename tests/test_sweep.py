@@ -85,7 +85,9 @@ def test_saved_adapters_reload_independently_to_the_recorded_predictions(board):
         method = registry.get(record.method).method
         base = peftbench.models.load_model(spec, data.label_names, record.seed, tokenizer.pad_token_id)
         model = method.load(base, out / record.adapter_path, None, record.hyperparameters)
-        result = evaluate_model(model, test, 2, 128, torch.device("cpu"), tokenizer.pad_token_id)
+        result = evaluate_model(
+            model, test, data.task, data.label_names, 128, torch.device("cpu"), tokenizer.pad_token_id
+        )
         assert result.predictions.tolist() == record.predictions, record.method
 
 

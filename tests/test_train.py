@@ -19,6 +19,7 @@ from peftbench.batching import StaticShapes, TokenizedSplit, eval_batches
 from peftbench.evaluation import evaluate_model
 from peftbench.models import classification_head, load_model, resolve_model
 from peftbench.settings import TrainConfig
+from peftbench.tasks.classification import Classification
 from peftbench.train import Checkpoints, StepHooks, checkpoint_steps, plan_batches, train
 
 CPU = torch.device("cpu")
@@ -207,7 +208,8 @@ def test_static_shapes_train_and_predict_as_padding_to_the_longest_does():
         model = gpt2_without_dropout()
         stats = train(model, split, HP, config, seed=1, device=CPU, pad_id=50256, progress=False,
                       static_shapes=static)  # fmt: skip
-        runs[static] = stats, evaluate_model(model, split, 2, 32, CPU, 50256), model.state_dict()
+        scored = evaluate_model(model, split, Classification(), ("bad", "good"), 32, CPU, 50256)
+        runs[static] = stats, scored, model.state_dict()
     (plain, plain_eval, plain_state), (static, static_eval, static_state) = runs[False], runs[True]
     assert [s for s, _ in static.loss_history] == [s for s, _ in plain.loss_history] == list(range(1, 7))
     assert [loss for _, loss in static.loss_history] == pytest.approx(

@@ -37,7 +37,7 @@ def test_tuned_three_seed_sweep_on_tiny_gpt2(tuned):
     assert (frame["seeds"] == 3).all()
     for method in ("lora", "ia3", "prefix_tuning", "head_only"):
         assert frame.loc[method, "tuned"].startswith("learning_rate=")
-        assert not np.isnan(frame.loc[method, "accuracy_ci95"])
+        assert not np.isnan(frame.loc[method, "score_ci95"])
         assert 0 <= frame.loc[method, "p_vs_baseline"] <= 1
     assert frame["tied_for_best"].any()
     finals = [r for r in board.records if r.stage == "final" and r.method == "lora"]
@@ -111,3 +111,19 @@ def test_a_search_space_that_breaks_a_rule_is_refused_when_the_method_registers(
         "registered method 'ordered', which peftbench cannot run: method 'ordered': low=5 must be below"
         in str(error.value)
     )
+
+
+def test_the_best_candidate_follows_the_metric_direction_and_a_missing_loss_never_wins_a_tie():
+    from peftbench.tuning import best_candidate
+
+    def row(score, loss, status="complete"):
+        return {"status": status, "validation_mse": score, "validation_loss": loss, "hyperparameters": {}}
+
+    rows = [row(0.30, 0.30), row(0.10, None), row(0.10, 0.20), row(0.05, 0.1, status="failed")]
+    assert (
+        best_candidate(rows, "validation_mse", higher_is_better=False) is rows[2]
+    )  # lowest; tie: lower loss
+    assert best_candidate(rows, "validation_mse", higher_is_better=True) is rows[0]
+    tie = [row(0.5, None), row(0.5, 0.9), row(0.5, 0.9)]
+    assert best_candidate(tie, "validation_mse", higher_is_better=True) is tie[1]  # then the earlier one
+    assert best_candidate([row(float("nan"), 0.1)], "validation_mse", True) is None

@@ -64,7 +64,8 @@ def build_site(
 
     board = Leaderboard(records)
     tables = leaderboard_pages.split_tables(board)
-    across = aggregate_page.aggregate_page(board.aggregate(), tables)
+    aggregated = board.aggregate()
+    across = aggregate_page.aggregate_page(aggregated, tables)
     engines = f"../{benchmark_pages.SECTION}/index.md" if results is not None else None
     index = leaderboard_pages.index_page(tables, AGGREGATE_PAGE if across else None, engines)
     texts = {f"{LEADERBOARD_DIR}/index.md": index}
@@ -80,12 +81,16 @@ def build_site(
     result.pages = sorted(texts)
 
     for table in tables:
-        plots = render_plots(table.frame, table.slug, table.title)
-        plots.update(render_curve_plots(table.frame, table.curves, table.slug, table.title))
+        plots = render_plots(table.frame, table.slug, table.title, table.metric)
+        plots.update(render_curve_plots(table.frame, table.curves, table.slug, table.title, table.metric))
         for name, data in plots.items():
             relative = f"{LEADERBOARD_DIR}/{PLOTS_DIR}/{name}"
             _write(docs_dir / relative, data)
             result.plots.append(relative)
+    for name, data in (aggregate_page.rank_plots(aggregated) if across else {}).items():
+        relative = f"{LEADERBOARD_DIR}/{PLOTS_DIR}/{name}"
+        _write(docs_dir / relative, data)
+        result.plots.append(relative)
     owned = [LEADERBOARD_DIR, METHODS_DIR] + ([benchmark_pages.SECTION] if results is not None else [])
     result.removed = _remove_stale(docs_dir, set(result.pages) | set(result.plots), owned)
     return result

@@ -1,9 +1,10 @@
-"""Learning-curve plots of one leaderboard table: training loss and validation accuracy against
-the optimiser step, one line per row (its final runs, the configuration the table shows).
+"""Learning-curve plots of one leaderboard table: training loss and the validation score (the
+table's primary metric) against the optimiser step, one line per row (its final runs, the
+configuration the table shows).
 
 Each line is the mean over the row's seeds, with a band from the lowest to the highest seed; the
 data is the leaderboard's curves frame (``Leaderboard.curves_frame``), summarised over seeds on
-the steps they all have. Colours and markers are those of the table's accuracy-vs-cost plots,
+the steps they all have. Colours and markers are those of the table's score-vs-cost plots,
 and the SVG is deterministic in the same way.
 """
 
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 from peftbench.docgen.plots import SVG_METADATA, SVG_SETTINGS, completed_rows, literal, table_styles
 from peftbench.leaderboard.curves import summarise_curves
+from peftbench.tasks.metrics import Metric
 
 #: Line styles that tell apart the configurations of one method (which share its colour).
 VARIANT_LINES = ("-", "--", ":", "-.")
@@ -35,29 +37,41 @@ class CurvePlot:
     markers: bool  # mark each point (the few validation evaluations), not a dense line
 
 
-CURVE_PLOTS = (
-    CurvePlot("curve-train-loss", "train_loss", "training loss (mean per logging interval)", 1.0, False),
-    CurvePlot("curve-validation-accuracy", "validation_accuracy", "validation accuracy, %", 100.0, True),
-)
+def curve_plots(metric: Metric) -> tuple[CurvePlot, ...]:
+    """The curve plots of a table scored by ``metric``: training loss, and the validation score."""
+    unit = ", %" if metric.percent else ""
+    return (
+        CurvePlot("curve-train-loss", "train_loss", "training loss (mean per logging interval)", 1.0, False),
+        CurvePlot(
+            f"curve-validation-{metric.name.replace('_', '-')}",
+            f"validation_{metric.name}",
+            f"validation {metric.title}{unit}",
+            100.0 if metric.percent else 1.0,
+            True,
+        ),  # fmt: skip
+    )
 
 
-def curve_plot_files(slug: str, curves: pd.DataFrame) -> dict[str, str]:
+def curve_plot_files(slug: str, curves: pd.DataFrame, metric: Metric) -> dict[str, str]:
     """File name per curve plot of a table whose slug is ``slug``: only for series some run has."""
     present = set(curves["metric"].dropna())
-    return {plot.name: f"{slug}-{plot.name}.svg" for plot in CURVE_PLOTS if plot.metric in present}
+    return {plot.name: f"{slug}-{plot.name}.svg" for plot in curve_plots(metric) if plot.metric in present}
 
 
-def render_curve_plots(table: pd.DataFrame, curves: pd.DataFrame, slug: str, title: str) -> dict[str, bytes]:
+def render_curve_plots(
+    table: pd.DataFrame, curves: pd.DataFrame, slug: str, title: str, metric: Metric
+) -> dict[str, bytes]:
     """The learning-curve plots of one table as SVG bytes, by file name (none if it has no curves).
 
-    ``table`` is the table's rows of the leaderboard frame, ``curves`` its rows of the curves frame.
+    ``table`` is the table's rows of the leaderboard frame, ``curves`` its rows of the curves frame,
+    ``metric`` its primary metric.
     """
     rows = completed_rows(table)
     styles = table_styles(table)
     summary = summarise_curves(curves[curves["label"].isin(rows["label"])])
     files = {}
-    for plot in CURVE_PLOTS:
-        name = curve_plot_files(slug, curves).get(plot.name)
+    for plot in curve_plots(metric):
+        name = curve_plot_files(slug, curves, metric).get(plot.name)
         if name is None:
             continue
         buffer = io.BytesIO()

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from peftbench.formatting import escape, value
 from peftbench.records import RunRecord
+from peftbench.tasks.metrics import display_metric
 
 TRAINING_SETTINGS = (
     "epochs",
@@ -104,10 +105,32 @@ def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
     )
 
 
+def task(records: list[RunRecord]) -> str:
+    """The kind of task and the metric that scores the table, with its direction."""
+    lines = _distinct(
+        f"{record.task}, scored by {display_metric(record.metric).title} "
+        f"({'higher' if record.higher_is_better else 'lower'} is better)"
+        for record in records
+    )
+    return "<br>".join(escape(line, "html") for line in lines) or "not recorded"
+
+
 def labels(records: list[RunRecord]) -> str:
     names = _distinct(", ".join(str(name) for name in record.label_names) for record in records)
+    if not names:
+        return "not recorded"
+    if not all(_predicts_classes(record.task) for record in records):
+        return escape(f"a value per example: {' / '.join(names)}", "html")
     counts = _distinct(str(len(record.label_names)) for record in records)
-    return escape(f"{' / '.join(counts)} classes: {' / '.join(names)}", "html") if names else "not recorded"
+    return escape(f"{' / '.join(counts)} classes: {' / '.join(names)}", "html")
+
+
+def _predicts_classes(kind: str) -> bool:
+    """Whether a kind of task predicts classes (one no installed plugin declares is assumed to)."""
+    from peftbench.tasks.registry import collect_tasks
+
+    tasks = collect_tasks()
+    return kind not in tasks.names() or tasks.get(kind).classes
 
 
 def test_size(records: list[RunRecord]) -> str:
@@ -155,6 +178,7 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
     return [
         ("Model", _joined(record.model for record in final)),
         ("Dataset", _joined(record.dataset for record in final)),
+        ("Task", task(final)),
         ("Labels", labels(final)),
         ("Test split", test_size(final)),
         ("Dataset fingerprint", _joined([record.dataset_fingerprint for record in final], ", ")),

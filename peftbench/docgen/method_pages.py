@@ -13,7 +13,7 @@ from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
 from peftbench.docgen.support_page import PAGE as SUPPORT_PAGE
 from peftbench.docgen.support_page import support_page
-from peftbench.formatting import escape, number, value
+from peftbench.formatting import escape, value
 from peftbench.methods.base import FEATURES_FACT
 from peftbench.methods.hyperparameters import declared, declared_search_range
 from peftbench.methods.support import FAMILIES
@@ -71,7 +71,8 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     for table in tables:
         for _, row in table.frame[table.frame["method"] == name].iterrows():
             if row["seeds"]:
-                result = f"rank {int(row['rank'])}, {number(row['accuracy'], '.2f', 100)}% test accuracy"
+                metric = table.metric
+                result = f"rank {int(row['rank'])}, {metric.text(row['score'])} test {metric.title}"
             else:
                 result = "failed"
             target = f"../leaderboard/{table.slug}.md#{anchor(row['label'])}"
@@ -126,9 +127,11 @@ def method_page(entry: RegisteredMethod, tables: Sequence[Table]) -> str:
         _hyperparameter_table(entry),
         "## Search space",
         "<p>What <code>--tune</code> tries first (successive halving by default, or every value "
-        "with <code>--search grid</code>), choosing by the mean validation accuracy over "
-        "<code>--tune-seeds</code> seeds. Where the best is the smallest or largest value tried, the "
-        "next one beyond is tried too, with the same spacing, within the range shown.</p>",
+        "with <code>--search grid</code>), choosing by the mean validation score over "
+        "<code>--tune-seeds</code> seeds in the task's primary metric (accuracy for a classification, "
+        "Spearman for a regression, or <code>--metric</code>). Where the best is the smallest or "
+        "largest value tried, the next one beyond is tried too, with the same spacing, within the "
+        "range shown.</p>",
         _search_table(entry),
         f"<p>Where these values come from: {escape(method.search_space_source, 'html')}</p>"
         if method.trains and method.search_space_source

@@ -1,4 +1,5 @@
-"""Accuracy-vs-cost plots of one leaderboard table, as static SVG with the Pareto frontier marked.
+"""Score-vs-cost plots of one leaderboard table (its primary metric: accuracy, Spearman, ...), as
+static SVG with the Pareto frontier marked (best meaning highest, or lowest where the metric says).
 
 Static files keep the site readable offline (no plotting script from a CDN) and reviewable in a
 diff. Output is deterministic: a fixed SVG hash salt, no creation date, the same order of
@@ -17,6 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from peftbench.tasks.metrics import Metric
+
 SVG_SETTINGS = {
     "svg.hashsalt": "peftbench",  # element ids derive from it instead of random uuids
     "svg.fonttype": "none",  # text stays text: small files, readable, no embedded glyphs
@@ -28,7 +31,7 @@ MARKERS = "osD^vP*Xh<>p"
 
 @dataclass(frozen=True)
 class PlotSpec:
-    """One accuracy-vs-cost plot: which frame column is the cost, and how to draw it."""
+    """One score-vs-cost plot: which frame column is the cost, and how to draw it."""
 
     name: str  # file-name suffix
     column: str  # cost column of the leaderboard frame
@@ -57,15 +60,15 @@ PLOTS = (
 )
 
 
-def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
+def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats: none as cheap or cheaper and as accurate or more,
     with one of the two strictly. Identical points do not beat each other. Sorted by cost."""
-    points = list(zip(costs, accuracies, strict=True))
+    points = list(zip(costs, scores, strict=True))
 
-    def beaten(cost: float, accuracy: float) -> bool:
-        return any(c <= cost and a >= accuracy and (c < cost or a > accuracy) for c, a in points)
+    def beaten(cost: float, score: float) -> bool:
+        return any(c <= cost and a >= score and (c < cost or a > score) for c, a in points)
 
-    front = [i for i, (cost, accuracy) in enumerate(points) if not beaten(cost, accuracy)]
+    front = [i for i, (cost, score) in enumerate(points) if not beaten(cost, score)]
     return sorted(front, key=lambda i: (points[i][0], -points[i][1], i))
 
 
@@ -74,16 +77,16 @@ def plot_files(slug: str) -> dict[str, str]:
     return {spec.name: f"{slug}-{spec.name}.svg" for spec in PLOTS}
 
 
-def render_plots(table: pd.DataFrame, slug: str, title: str) -> dict[str, bytes]:
-    """Every plot of one (model, dataset) table as SVG bytes, by file name; rows that completed
-    no run are left out."""
+def render_plots(table: pd.DataFrame, slug: str, title: str, metric: Metric) -> dict[str, bytes]:
+    """Every plot of one table as SVG bytes, by file name, its score in ``metric`` (the table's
+    primary metric); rows that completed no run are left out."""
     done = completed_rows(table)
     styles = table_styles(table)
     files = {}
     for spec in PLOTS:
         buffer = io.BytesIO()
         with matplotlib.rc_context(SVG_SETTINGS):
-            figure = _draw(done, spec, styles, title)
+            figure = _draw(done, spec, styles, title, metric)
             figure.savefig(buffer, format="svg", metadata=SVG_METADATA, bbox_inches="tight")
         files[plot_files(slug)[spec.name]] = buffer.getvalue()
     return files
@@ -91,7 +94,7 @@ def render_plots(table: pd.DataFrame, slug: str, title: str) -> dict[str, bytes]
 
 def completed_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of a table that completed at least one run: the only ones plotted."""
-    return table[(table["seeds"] > 0) & table["accuracy"].notna()]
+    return table[(table["seeds"] > 0) & table["score"].notna()]
 
 
 def table_styles(table: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -110,7 +113,10 @@ def literal(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]], title: str) -> Figure:
+def _draw(
+    done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]], title: str, metric: Metric
+) -> Figure:
+    scale = 100 if metric.percent else 1
     figure = Figure(figsize=(7.0, 4.2))
     axes = figure.add_subplot()
     cost = done[spec.column].astype(float)
@@ -119,12 +125,12 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
     alternatives: list[tuple[float, float]] = []
     for row in points.itertuples(index=False):
         colour, marker = styles[str(row.method)]
-        interval = float(row.accuracy_ci95)
+        interval = float(row.score_ci95)
         single = math.isnan(interval)
         axes.errorbar(
             [float(getattr(row, spec.column))],
-            [100 * float(row.accuracy)],
-            yerr=None if single else [100 * interval],
+            [scale * float(row.score)],
+            yerr=None if single else [scale * interval],
             fmt=marker,
             color=colour,
             markerfacecolor="white" if single else colour,
@@ -133,22 +139,24 @@ def _draw(done: pd.DataFrame, spec: PlotSpec, styles: dict[str, tuple[str, str]]
             label=literal(f"{row.method}" + (" (1 seed, no interval)" if single else "")),
             zorder=3,
         )
-        alternatives += _draw_alternative(axes, row, spec, colour, marker)
+        alternatives += _draw_alternative(axes, row, spec, colour, marker, scale)
     if len(points):
-        _draw_front(axes, [*_costs(points, spec.column), *alternatives])
+        _draw_front(axes, [*_costs(points, spec.column, scale), *alternatives], metric.higher_is_better)
     for row in lines.itertuples(index=False):
         colour, _ = styles[str(row.method)]
         value = getattr(row, spec.column)
         note = spec.zero_means if not pd.isna(value) else "not measured"
         axes.axhline(
-            100 * float(row.accuracy), color=colour, linestyle="--", linewidth=1,
+            scale * float(row.score), color=colour, linestyle="--", linewidth=1,
             label=literal(f"{row.method} ({note})"), zorder=1,
         )  # fmt: skip
     if spec.log and len(points):
         axes.set_xscale("log")
         _label_log_ticks(axes)
     axes.set_xlabel(spec.label)
-    axes.set_ylabel("test accuracy, % (mean ± 95% CI)")
+    unit = ", %" if metric.percent else ""
+    lower = "" if metric.higher_is_better else ", lower is better"
+    axes.set_ylabel(literal(f"test {metric.title}{unit} (mean ± 95% CI{lower})"))
     axes.set_title(literal(title), fontsize=10)
     axes.grid(True, which="major", linewidth=0.4, alpha=0.5)
     if len(done):
@@ -179,36 +187,38 @@ def _label_log_ticks(axes) -> None:
     axes.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
-def _costs(points: pd.DataFrame, column: str) -> list[tuple[float, float]]:
-    """(cost, accuracy %) of each row that has a positive ``column``."""
+def _costs(points: pd.DataFrame, column: str, scale: float) -> list[tuple[float, float]]:
+    """(cost, score as plotted) of each row that has a positive ``column``."""
     cost = points[column].astype(float)
     kept = points[cost.notna() & (cost > 0)]
-    return list(zip(kept[column].astype(float), 100 * kept["accuracy"].astype(float), strict=True))
+    return list(zip(kept[column].astype(float), scale * kept["score"].astype(float), strict=True))
 
 
-def _draw_alternative(axes, row, spec: PlotSpec, colour: str, marker: str) -> list[tuple[float, float]]:
+def _draw_alternative(
+    axes, row, spec: PlotSpec, colour: str, marker: str, scale: float
+) -> list[tuple[float, float]]:
     """The row's alternative cost (merged), where it has one, next to its own point in the legend;
     returns the point drawn (none or one)."""
     alternative = getattr(row, spec.alternative) if spec.alternative else None
     if alternative is None or pd.isna(alternative) or not float(alternative) > 0:
         return []
-    cost, accuracy = float(alternative), 100 * float(row.accuracy)
+    cost, score = float(alternative), scale * float(row.score)
     axes.plot(
-        [float(getattr(row, spec.column)), cost], [accuracy, accuracy], linestyle=":", color=colour,
+        [float(getattr(row, spec.column)), cost], [score, score], linestyle=":", color=colour,
         linewidth=1, zorder=2,
     )  # fmt: skip
     axes.errorbar(
-        [cost], [accuracy], fmt=marker, fillstyle="left", color=colour, markersize=7,
+        [cost], [score], fmt=marker, fillstyle="left", color=colour, markersize=7,
         label=literal(f"{row.method} ({spec.alternative_label})"), zorder=3,
     )  # fmt: skip
-    return [(cost, accuracy)]
+    return [(cost, score)]
 
 
-def _draw_front(axes, points: list[tuple[float, float]]) -> None:
+def _draw_front(axes, points: list[tuple[float, float]], higher_is_better: bool = True) -> None:
     """A step line through the frontier (cheapest first) and a ring around each point on it."""
     costs = [cost for cost, _ in points]
-    accuracies = [accuracy for _, accuracy in points]
-    front = pareto_front(costs, accuracies)
-    xs, ys = [costs[i] for i in front], [accuracies[i] for i in front]
+    scores = [score for _, score in points]
+    front = pareto_front(costs, scores if higher_is_better else [-score for score in scores])
+    xs, ys = [costs[i] for i in front], [scores[i] for i in front]
     axes.step(xs, ys, where="post", color="0.25", linewidth=1.2, label="Pareto frontier", zorder=2)
     axes.scatter(xs, ys, s=220, facecolors="none", edgecolors="0.25", linewidths=1.2, zorder=2)

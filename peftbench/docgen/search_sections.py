@@ -11,6 +11,7 @@ from peftbench.formatting import escape, hp_text, number, value
 from peftbench.leaderboard.configurations import edge_notes
 from peftbench.leaderboard.search_cost import PHASES, SearchCost
 from peftbench.records import RunRecord
+from peftbench.tasks.metrics import Metric
 
 STOP_WORDS = {
     "inside": "inside the values tried",
@@ -21,16 +22,17 @@ STOP_WORDS = {
 STRATEGY_WORDS = {"halving": "successive halving", "grid": "exhaustive (every candidate to the maximum)"}
 
 
-def tuning_text(records: list[RunRecord]) -> str:
-    """The candidates tried on validation and the one chosen, from the final records' ``tuning``."""
+def tuning_text(records: list[RunRecord], metric: Metric) -> str:
+    """The candidates tried on validation (scored by the table's ``metric``) and the one chosen,
+    from the final records' ``tuning``."""
     tuning = next((record.tuning for record in records if record.tuning), None)
     if not tuning:
         return "not tuned (defaults or --hp)"
     chosen = tuning.get("chosen") or {}
     lines = [_how(tuning)] if tuning.get("search") else []
     for candidate in tuning.get("candidates") or []:
-        accuracy = number(candidate.get("validation_accuracy"), ".2f", 100)
-        score = f"validation accuracy {accuracy}%" if accuracy else str(candidate.get("status"))
+        shown = metric.text(candidate.get(f"validation_{metric.name}"))
+        score = f"validation {metric.title} {shown}" if shown else str(candidate.get("status"))
         if candidate.get("step") is not None:
             score += f" ({_seeds(candidate.get('seeds') or 1, 'mean of ')}, step {candidate['step']})"
         mark = " (chosen)" if candidate.get("hyperparameters") == chosen else ""

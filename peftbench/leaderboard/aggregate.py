@@ -3,11 +3,15 @@
 Only models with results on two or more datasets are aggregated. The rules, which the terminal
 and site views repeat in ``AGGREGATE_LEGEND``:
 
+- **Each dataset's metric.** A dataset is scored by its table's primary metric (accuracy for a
+  classification, Spearman for a regression, or what ``--metric`` chose) in that metric's
+  direction: datasets of different kinds of task are ranked alike, each by its own metric. Only
+  rows on a table's current data and metric (those of its newest record) count.
 - **Which row stands for a method on a dataset.** Among its configurations there (variants) that
-  completed at least one seed, the one with the best mean *validation* accuracy, ties to more
-  seeds: a tuned sweep's choice is its best candidate on validation, and test accuracy never
-  picks. Only rows on a table's current data (the fingerprint of its newest record) count.
-- **Mean rank.** On each dataset the methods present there are ranked by mean test accuracy
+  completed at least one seed, the one with the best mean *validation* score, ties to more
+  seeds: a tuned sweep's choice is its best candidate on validation, and the test score never
+  picks.
+- **Mean rank.** On each dataset the methods present there are ranked by mean test score
   (1 is best; ties share the average rank); a method's ranks are averaged over the datasets it
   has. A method missing on a dataset is not ranked there and nothing is imputed: its mean rank
   is over fewer datasets, which ``datasets`` says.
@@ -21,7 +25,7 @@ and site views repeat in ``AGGREGATE_LEGEND``:
   leaderboard's two-level paired bootstrap: a win is significantly better (p < ``SIGNIFICANCE``),
   a loss significantly worse, a tie neither. Pairs without predictions on the same test
   examples cannot be tested and are counted as ``untested``.
-- **Gain share.** (accuracy - baseline) / (full fine-tuning - baseline) on each dataset: the share
+- **Gain share.** (score - baseline) / (full fine-tuning - baseline) on each dataset: the share
   of what full fine-tuning gains over the untuned baseline that the method recovers. Missing (not
   0) on a dataset without either of them (or where they are equal); the mean is over the datasets
   where it exists, which ``gain_share_datasets`` counts.
@@ -37,8 +41,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from peftbench.leaderboard.model import Leaderboard, correctness
-from peftbench.leaderboard.stats import BOOTSTRAP_SEED, SIGNIFICANCE, paired_bootstrap, resampled_accuracies
+from peftbench.leaderboard.model import Leaderboard, outcomes
+from peftbench.leaderboard.stats import (
+    BOOTSTRAP_SEED,
+    SIGNIFICANCE,
+    Outcomes,
+    paired_bootstrap,
+    resampled_scores,
+)
 from peftbench.records import RunRecord
 
 #: Resamples behind the mean rank's interval: each one ranks every dataset again.
@@ -63,7 +73,8 @@ AGGREGATE_COLUMNS = {
 }
 #: Per dataset (every dataset of the model, NaN or None where the method is missing).
 PER_DATASET_COLUMNS = [
-    "accuracy_per_dataset", "rank_per_dataset", "gain_share_per_dataset", "label_per_dataset",
+    "score_per_dataset", "metric_per_dataset", "rank_per_dataset", "gain_share_per_dataset",
+    "label_per_dataset",
 ]  # fmt: skip
 
 
@@ -74,9 +85,11 @@ class _Entry:
     method: str
     role: str
     label: str
-    accuracy: float
-    per_seed: np.ndarray  # test accuracy of each completed seed
-    correct: np.ndarray | None  # (seeds x test examples) 1 where right; None without predictions
+    score: float  # mean test score in the dataset's primary metric
+    higher_is_better: bool
+    metric: str
+    per_seed: np.ndarray  # test score of each completed seed
+    outcomes: Outcomes | None  # test predictions of each seed; None without them
 
 
 def aggregate(board: Leaderboard, ceiling: str = CEILING) -> pd.DataFrame:
@@ -100,10 +113,13 @@ def _representatives(table: pd.DataFrame, records: dict[str, RunRecord]) -> dict
     if done.empty:
         return {}
     newest = done["run_ids"].map(lambda ids: max(records[i].finished_at for i in ids))
-    current = done.loc[newest.idxmax(), "dataset_fingerprint"]
+    current, metric = done.loc[newest.idxmax(), ["dataset_fingerprint", "metric"]]
     done = done[done["dataset_fingerprint"].fillna("") == ("" if pd.isna(current) else current)]
-    ordered = done.sort_values(
-        ["validation_accuracy", "seeds", "config"], ascending=[False, False, True], na_position="last"
+    done = done[done["metric"] == metric]
+    higher = bool(done["higher_is_better"].iloc[0])
+    validation = done["validation_score"].astype(float) * (1 if higher else -1)
+    ordered = done.assign(_validation=validation).sort_values(
+        ["_validation", "seeds", "config"], ascending=[False, False, True], na_position="last"
     )
     entries = {}
     for _, row in ordered.drop_duplicates("method").iterrows():
@@ -111,9 +127,11 @@ def _representatives(table: pd.DataFrame, records: dict[str, RunRecord]) -> dict
             method=str(row["method"]),
             role=str(row["role"]),
             label=str(row["label"]),
-            accuracy=float(row["accuracy"]),
-            per_seed=np.asarray(list(row["accuracy_per_seed"].values()), dtype=float),
-            correct=correctness([records[i] for i in row["run_ids"]]),
+            score=float(row["score"]),
+            higher_is_better=higher,
+            metric=str(metric),
+            per_seed=np.asarray(list(row["score_per_seed"].values()), dtype=float),
+            outcomes=outcomes([records[i] for i in row["run_ids"]]),
         )
     return entries
 
@@ -144,9 +162,10 @@ def _model_rows(model: str, entries: dict[str, dict[str, _Entry]], ceiling: str)
                 **outcomes[method],
                 "gain_share": float(np.mean(defined)) if defined else math.nan,
                 "gain_share_datasets": len(defined),
-                "accuracy_per_dataset": {
-                    d: entries[d][method].accuracy if method in entries[d] else math.nan for d in datasets
+                "score_per_dataset": {
+                    d: entries[d][method].score if method in entries[d] else math.nan for d in datasets
                 },
+                "metric_per_dataset": {d: next(iter(entries[d].values())).metric for d in datasets},
                 "rank_per_dataset": {d: ranks[d].get(method, math.nan) for d in datasets},
                 "gain_share_per_dataset": gain,
                 "label_per_dataset": {
@@ -158,8 +177,8 @@ def _model_rows(model: str, entries: dict[str, dict[str, _Entry]], ceiling: str)
 
 
 def _ranks(present: dict[str, _Entry]) -> dict[str, float]:
-    """method -> rank by mean test accuracy among the methods present (1 best, ties averaged)."""
-    ranked = scipy_stats.rankdata([-entry.accuracy for entry in present.values()], method="average")
+    """method -> rank by mean test score among the methods present (1 best, ties averaged)."""
+    ranked = scipy_stats.rankdata([_better_first(e.score, e) for e in present.values()], method="average")
     return {method: float(rank) for method, rank in zip(present, ranked, strict=True)}
 
 
@@ -169,12 +188,13 @@ def _resampled_rank_sums(entries: dict[str, dict[str, _Entry]], methods: list[st
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     sums = {method: np.zeros(RANK_RESAMPLES) for method in methods}
     for present in entries.values():
-        rows = [entry.correct for entry in present.values()]
-        paired = all(row is not None for row in rows) and len({row.shape[1] for row in rows}) == 1
+        rows = [entry.outcomes for entry in present.values()]
+        paired = all(row is not None for row in rows) and len({row.examples for row in rows}) == 1
         if not paired:
             rows = [entry.per_seed for entry in present.values()]
-        accuracies = resampled_accuracies(rows, RANK_RESAMPLES, rng, paired)
-        ranks = scipy_stats.rankdata(-accuracies, axis=0, method="average")
+        scores = resampled_scores(rows, RANK_RESAMPLES, rng, paired)
+        first = next(iter(present.values()))
+        ranks = scipy_stats.rankdata(_better_first(scores, first), axis=0, method="average")
         for method, row in zip(present, ranks, strict=True):
             sums[method] += row
     return sums
@@ -192,14 +212,22 @@ def _outcomes(entries: dict[str, dict[str, _Entry]], methods: list[str]) -> dict
     return counts
 
 
+def _better_first(scores, entry: _Entry):
+    """Scores turned so that smaller is better (for ranking), whichever way the metric points."""
+    return -np.asarray(scores) if entry.higher_is_better else np.asarray(scores)
+
+
 def _paired_outcome(a: _Entry, b: _Entry) -> str:
     """How ``a`` did against ``b`` on one dataset, by the leaderboard's paired bootstrap."""
-    if a.correct is None or b.correct is None or a.correct.shape[1] != b.correct.shape[1]:
+    if a.outcomes is None or b.outcomes is None or a.outcomes.examples != b.outcomes.examples:
         return "untested"
-    compared = paired_bootstrap(a.correct, b.correct)
+    compared = paired_bootstrap(a.outcomes, b.outcomes)
+    if math.isnan(compared.p_value):
+        return "untested"
     if compared.p_value >= SIGNIFICANCE or compared.difference == 0:
         return "ties"
-    return "wins" if compared.difference > 0 else "losses"
+    better = compared.difference > 0 if a.higher_is_better else compared.difference < 0
+    return "wins" if better else "losses"
 
 
 def _gain_shares(present: dict[str, _Entry], ceiling: str) -> dict[str, float]:
@@ -208,7 +236,7 @@ def _gain_shares(present: dict[str, _Entry], ceiling: str) -> dict[str, float]:
         (entry for entry in present.values() if entry.role == "baseline"), key=lambda e: -len(e.per_seed)
     )
     top = present.get(ceiling)
-    if not baselines or top is None or top.accuracy == baselines[0].accuracy:
+    if not baselines or top is None or top.score == baselines[0].score:
         return {}
-    base = baselines[0].accuracy
-    return {method: (entry.accuracy - base) / (top.accuracy - base) for method, entry in present.items()}
+    base = baselines[0].score
+    return {method: (entry.score - base) / (top.score - base) for method, entry in present.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from peftbench.formatting import hp_text
-from peftbench.records import RunRecord, run_key
+from peftbench.records import RunRecord, run_key, task_identity
 from peftbench.settings import train_identity
 
 #: The columns that name a run in every per-run frame (pandas dtypes): its table, its row, itself.
@@ -22,18 +22,21 @@ RUN_IDENTITY = {
 
 def config_key(record: RunRecord) -> str:
     """What tells two configurations of one method apart: hyper-parameters, training settings,
-    the data (its fingerprint) and the code (method source, peftbench version) — runs that differ
-    in any of these are never averaged together."""
+    the data (its fingerprint), the code (method source, peftbench version) and the kind of task
+    and primary metric — runs that differ in any of these are never averaged together."""
     return run_key(_config(record))
 
 
 def _config(record: RunRecord) -> dict[str, Any]:
+    """What a configuration is made of; the kind of task and primary metric only where they are not
+    single-text classification by accuracy (so rows of older records keep their keys)."""
     return {
         "hp": record.hyperparameters,
         "train": train_identity(record.train_config),
         "data": record.dataset_fingerprint,
         "source": record.method_source,
         "peftbench": record.peftbench_version,
+        **task_identity(record.task, record.metric),
     }
 
 
@@ -42,11 +45,10 @@ def variant_labels(records: list[RunRecord]) -> dict[str, str]:
     a table, the values of whatever varies between them (``lora (r=8)``, ``lora (r=16)``)."""
     configs: dict[tuple, dict[str, dict]] = {}
     for record in records:
-        configs.setdefault((record.model, record.dataset, record.method), {})[config_key(record)] = _config(
-            record
-        )
+        table = (record.model, record.dataset, record.metric, record.method)
+        configs.setdefault(table, {})[config_key(record)] = _config(record)
     names: dict[tuple, str] = {}
-    for (model, dataset, method), variants in configs.items():
+    for (model, dataset, metric, method), variants in configs.items():
         varying = _varying(list(variants.values()))
         labels = {
             key: ", ".join(_shown(section, name, config) for section, name in varying)
@@ -55,18 +57,20 @@ def variant_labels(records: list[RunRecord]) -> dict[str, str]:
         for key, shown in labels.items():
             if not shown or list(labels.values()).count(shown) > 1:  # values that print alike: the hash
                 shown = f"{shown}, {key[:6]}" if shown else key[:6]
-            names[model, dataset, method, key] = f"{method} ({shown})" if len(variants) > 1 else method
-    return {r.run_id: names[r.model, r.dataset, r.method, config_key(r)] for r in records}
+            names[model, dataset, metric, method, key] = (
+                f"{method} ({shown})" if len(variants) > 1 else method
+            )
+    return {r.run_id: names[r.model, r.dataset, r.metric, r.method, config_key(r)] for r in records}
 
 
-_SECTIONS = ("hp", "train", "data", "source", "peftbench")  # what a configuration is made of
+_SECTIONS = ("hp", "train", "data", "source", "peftbench", "task")  # what a configuration is made of
 
 
 def _varying(configs: list[dict]) -> list[tuple[str, str | None]]:
     """(section, key) pairs whose value is not the same in every configuration, in a stable order."""
     varying = []
     for section in _SECTIONS:
-        values = [config[section] for config in configs]
+        values = [config.get(section) for config in configs]
         if isinstance(values[0], dict):
             keys = dict.fromkeys(key for value in values for key in value or {})
             varying += [(section, key) for key in keys if len({repr((v or {}).get(key)) for v in values}) > 1]
@@ -78,8 +82,9 @@ def _varying(configs: list[dict]) -> list[tuple[str, str | None]]:
 def _shown(section: str, key: str | None, config: dict) -> str:
     if key is not None:
         return hp_text({key: config[section].get(key)})
-    found = config[section] or "unknown"
-    return {"data": f"data {found[:6]}", "peftbench": f"peftbench {found}"}.get(section, str(found))
+    found = config.get(section) or ("classification" if section == "task" else "unknown")
+    shown = {"data": f"data {found[:6]}", "peftbench": f"peftbench {found}", "task": f"task {found}"}
+    return shown.get(section, str(found))
 
 
 #: Why a search stopped extending a key, as the records say (``peftbench.runs.search.extension``),

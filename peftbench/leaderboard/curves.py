@@ -18,7 +18,7 @@ from peftbench.records import RunRecord
 CURVE_COLUMNS = {
     **RUN_IDENTITY,
     "seed": "Int64",
-    "metric": "string",  # train_loss, validation_accuracy or validation_loss
+    "metric": "string",  # train_loss, validation_<metric> (validation_accuracy, ...) or validation_loss
     "step": "Int64",
     "value": "Float64",
 }

@@ -15,10 +15,14 @@ accuracies themselves: each is ``k / n``, so the least common denominator of a r
 validation accuracies is ``n`` (or, rarely, a divisor of it: a smaller ``n``, a larger standard
 error, fewer flags — never more).
 
+The rule is for tables scored by accuracy: the standard error of another metric cannot be read
+from its value, so rows scored otherwise are not judged by it.
+
 ``unstable``: the seeds disagree by more than the test set can resolve. The row is flagged when
-the standard deviation of its seeds' test accuracies is more than ``SPREAD_FACTOR`` times the
-standard error the bootstrap over test examples gives one seed's accuracy (the root mean square
-over its seeds, ``stats.bootstrap_standard_error``); the per-seed values are shown with it.
+the standard deviation of its seeds' test scores (the table's metric) is more than
+``SPREAD_FACTOR`` times the standard error the bootstrap over test examples gives one seed's score
+(the root mean square over its seeds, ``stats.bootstrap_standard_error``); the per-seed values are
+shown with it.
 
 Rows without what a rule needs (one seed; no curves, as in records older than learning curves
 or methods that train nothing; no per-example test results) are not judged: ``<NA>``, no flag.
@@ -34,14 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from peftbench.formatting import number
-from peftbench.leaderboard.stats import bootstrap_standard_error, proportion_standard_error
+from peftbench.leaderboard.stats import Outcomes, bootstrap_standard_error, proportion_standard_error
+from peftbench.tasks.metrics import Metric
 
 STILL_IMPROVING = "still improving"
 UNSTABLE = "unstable"
-#: The record's learning curve the rising rule reads (``RunRecord.curves``), and its final value
-#: (``RunRecord.metrics``): higher is better.
-VALIDATION_CURVE = "validation_accuracy"
+#: The metric the rising rule judges: its learning curve ``validation_accuracy`` (``RunRecord.curves``)
+#: and final value (``RunRecord.metrics``), higher is better.
+RISING_METRIC = "accuracy"
 #: A seed's last validation point must beat every earlier one by more than this many standard errors.
 RISE_STANDARD_ERRORS = 1.0
 #: A row is unstable when its seeds' standard deviation is more than this times the test set's error.
@@ -62,10 +66,11 @@ LEGEND = (
     f"{STILL_IMPROVING} (a flag): most seeds (more than half of those with two or more validation "
     "points) ended on their best validation accuracy, above every earlier point by more than "
     f"{RISE_STANDARD_ERRORS:g} standard error (√(p(1−p)/n), n validation examples): training longer "
-    f"would likely move the number; {UNSTABLE} (a flag, with each seed's test accuracy): the seeds' "
-    f"standard deviation is more than {SPREAD_FACTOR:g}× the standard error the bootstrap over test "
-    "examples gives one seed's accuracy (√(p(1−p)/n)): the seeds disagree by more than the test set "
-    "can resolve, so the mean hides which result a run gets"
+    f"would likely move the number (judged where the table's metric is accuracy); {UNSTABLE} (a flag, "
+    "with each seed's test score): the seeds' standard deviation is more than "
+    f"{SPREAD_FACTOR:g}× the standard error the bootstrap over test examples gives one seed's score "
+    "(for accuracy √(p(1−p)/n)): the seeds disagree by more than the test set can resolve, so the mean "
+    "hides which result a run gets"
 )
 
 
@@ -96,28 +101,37 @@ def still_rising(points: list[list[float]], final: float | None = None) -> bool 
     return last - max(values[:-1]) - threshold > _ROUNDING
 
 
-def spread_ratio(per_seed: list[float], correct: np.ndarray | None) -> float:
+def spread_ratio(per_seed: list[float], outcomes: Outcomes | np.ndarray | None) -> float:
     """The seeds' standard deviation over the test set's bootstrap standard error (root mean square
-    over the seeds); NaN with fewer than two seeds or no per-example test results."""
-    if len(per_seed) < 2 or correct is None or len(correct) != len(per_seed):
+    over the seeds); NaN with fewer than two seeds or no per-example test results. ``outcomes``:
+    the row's test outcomes, or (seeds x examples) per-example correctness."""
+    if outcomes is None or isinstance(outcomes, np.ndarray):
+        outcomes = None if outcomes is None else Outcomes(outcomes)
+    if len(per_seed) < 2 or outcomes is None or outcomes.seeds != len(per_seed):
         return math.nan
     spread = float(np.std(per_seed, ddof=1))
-    noise = math.sqrt(float(np.mean(bootstrap_standard_error(correct) ** 2)))
+    noise = math.sqrt(float(np.mean(bootstrap_standard_error(outcomes) ** 2)))
     if noise == 0:
         return math.inf if spread > 0 else math.nan
     return spread / noise
 
 
-def diagnose(curves: Mapping[int, tuple[Any, float | None]], per_seed: list[float], correct) -> dict:
-    """The diagnostic columns of one row: ``curves`` maps each completed seed to its validation
-    curve and final validation accuracy, ``per_seed`` holds their test accuracies and ``correct``
-    their (seeds x examples) test correctness (``None`` if unknown)."""
+def diagnose(
+    curves: Mapping[int, tuple[Any, float | None]],
+    per_seed: list[float],
+    outcomes: Outcomes | np.ndarray | None,
+    metric: str = RISING_METRIC,
+) -> dict:
+    """The diagnostic columns of one row scored by ``metric``: ``curves`` maps each completed seed
+    to its validation curve and final validation score, ``per_seed`` holds their test scores and
+    ``outcomes`` their test outcomes (``stats.Outcomes``, or (seeds x examples) correctness;
+    ``None`` if unknown)."""
     rising = {
         seed: verdict
         for seed, (points, final) in sorted(curves.items())
-        if (verdict := still_rising(points or [], final)) is not None
+        if metric == RISING_METRIC and (verdict := still_rising(points or [], final)) is not None
     }
-    ratio = spread_ratio(per_seed, correct)
+    ratio = spread_ratio(per_seed, outcomes)
     return {
         "still_improving": sum(rising.values()) > len(rising) / 2 if rising else pd.NA,
         "rising_per_seed": rising,
@@ -126,15 +140,15 @@ def diagnose(curves: Mapping[int, tuple[Any, float | None]], per_seed: list[floa
     }
 
 
-def flags_text(row: Any) -> str:
-    """The flags of one row of the leaderboard frame, for people: ``still improving (2 of 3
-    seeds); unstable (86.05 / 74.60 / 75.05)``; empty where none."""
+def flags_text(row: Any, metric: Metric) -> str:
+    """The flags of one row of the leaderboard frame (scored by ``metric``), for people: ``still
+    improving (2 of 3 seeds); unstable (86.05 / 74.60 / 75.05)``; empty where none."""
     flags = []
     if _flagged(row.still_improving):
         rising = row.rising_per_seed
         flags.append(f"{STILL_IMPROVING} ({sum(rising.values())} of {len(rising)} seeds)")
     if _flagged(row.unstable):
-        values = " / ".join(number(value, ".2f", 100) for _, value in sorted(row.accuracy_per_seed.items()))
+        values = " / ".join(metric.number(value) for _, value in sorted(row.score_per_seed.items()))
         flags.append(f"{UNSTABLE} ({values})")
     return "; ".join(flags)
 
@@ -143,9 +157,9 @@ def _flagged(value: Any) -> bool:
     return not pd.isna(value) and bool(value)
 
 
-def details_text(row: Any) -> str:
+def details_text(row: Any, metric: Metric) -> str:
     """What the rules found for one row, flagged or not: each seed's verdict and the spread ratio."""
-    parts = [flags_text(row) or "no flags"]
+    parts = [flags_text(row, metric) or "no flags"]
     rising = row.rising_per_seed
     if rising:
         seeds = ", ".join(f"seed {seed} {'yes' if up else 'no'}" for seed, up in sorted(rising.items()))

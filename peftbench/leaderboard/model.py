@@ -1,9 +1,12 @@
 """Records -> the leaderboard's data: one pandas frame per view to read, a pure function of records.
 
-One row per (model, dataset, method, configuration), over the seeds that completed: mean test
-accuracy with a Student-t 95% interval, and two-level paired bootstrap p-values against the
-untuned baseline and against the best row on the same test examples. Failed runs are counted and
-shown, never averaged in. Tuning candidates (scored on validation only) are not leaderboard rows.
+One row per (model, dataset, metric, method, configuration), over the seeds that completed: the
+mean test score in the table's primary metric (``score``; each metric the records have in its own
+column too) with a Student-t 95% interval, and two-level paired bootstrap p-values against the
+untuned baseline and against the best row on the same test examples, best meaning highest or
+lowest as the metric says. Failed runs are counted and shown, never averaged in. Tuning
+candidates (scored on validation only) are not leaderboard rows. Records written before tasks
+existed are single-text classification scored by accuracy.
 
 The frame keeps the raw method name, its hyper-parameters, the run ids and the per-seed values
 next to a display ``label``, so the terminal table, the CSV and the site are views on it and
@@ -22,63 +25,56 @@ import pandas as pd
 
 from peftbench.formatting import budget_text, hp_text
 from peftbench.leaderboard import diagnostics
+from peftbench.leaderboard.columns import COLUMNS, COSTS, COUNTS
 from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_notes, variant_labels
 from peftbench.leaderboard.curves import curves_frame
-from peftbench.leaderboard.stats import SIGNIFICANCE, mean_and_ci, paired_bootstrap
+from peftbench.leaderboard.stats import SIGNIFICANCE, Outcomes, mean_and_ci, paired_bootstrap
 from peftbench.records import RunRecord, read_records
+from peftbench.tasks.metrics import BUILTIN_METRICS, display_metric
 
-#: Inference costs (``peftbench.inference_cost``), under the record's own keys: absent from records
-#: older than them, from runs not timed and, for the merged ones, from methods that cannot merge.
-INFERENCE_COLUMNS = [
-    "adapter_load_seconds", "latency_ms", "throughput", "merged_latency_ms", "merged_throughput",
-]  # fmt: skip
-RUN_COLUMNS = {
+BASE_RUN_COLUMNS = {
     **RUN_IDENTITY,
     "dataset_fingerprint": "string",
     "role": "string",
     "source": "string",
     "seed": "Int64",
     "status": "string",
-    "accuracy": "Float64",
-    "macro_f1": "Float64",
+    "task": "string",  # the kind of task (peftbench.tasks)
+    "metric": "string",  # its primary metric: what ``score`` is
+    "higher_is_better": "boolean",
+    "score": "Float64",  # the primary metric on test
+    "validation_score": "Float64",  # the primary metric on validation
     "loss": "Float64",
-    "validation_accuracy": "Float64",
-    "trainable_params": "Int64",
-    "total_params": "Int64",
-    "trainable_percent": "Float64",
-    "train_seconds": "Float64",
-    "feature_seconds": "Float64",
-    "samples_per_second": "Float64",
-    "tokens_per_second": "Float64",
-    "eval_seconds": "Float64",
-    "peak_memory_mb": "Float64",
-    "adapter_bytes": "Int64",
-    "mfu": "Float64",
-    **dict.fromkeys(INFERENCE_COLUMNS, "Float64"),
-    "reload_identical": "boolean",
+    **{column.name: column.dtype for column in COLUMNS if column.source},
     "tuned": "string",
     "budget": "string",
     "error": "string",
 }
-COST_COLUMNS = [
-    "trainable_params", "total_params", "trainable_percent", "train_seconds", "feature_seconds",
-    "samples_per_second", "tokens_per_second", "eval_seconds", "peak_memory_mb", "adapter_bytes", "mfu",
-    *INFERENCE_COLUMNS,
-]  # fmt: skip
-FRAME_COLUMNS = [
-    "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "accuracy",
-    "accuracy_std", "accuracy_ci95", "accuracy_per_seed", "macro_f1", "loss", "delta_vs_baseline",
-    "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best", *diagnostics.COLUMNS,
-    "validation_accuracy", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS, "budget",
-    "reload_identical", "run_ids", "config", "dataset_fingerprint", "method_metrics",
-]  # fmt: skip
 #: Dicts, kept as they are in the records; ``method_metrics`` (what a method reports about itself,
 #: ``Method.report``) is averaged over the completed seeds in ``to_frame``.
 OBJECT_COLUMNS = ["tuned_values", "hyperparameters", "method_metrics"]
-#: Counts, equal for every seed of one configuration: whole numbers in the frame too.
-COUNT_COLUMNS = ["trainable_params", "total_params", "adapter_bytes"]
-GROUP = ["model", "dataset"]
-KEYS = ["model", "dataset", "method", "config"]
+COST_COLUMNS = [column.name for column in COSTS]
+GROUP = ["model", "dataset", "metric"]  # one table: rows compared, ranked and scored alike
+KEYS = ["model", "dataset", "metric", "method", "config"]
+
+
+def frame_columns(metrics: list[str]) -> list[str]:
+    """The columns of ``Leaderboard.to_frame()``, with a mean column per metric the records have."""
+    return [
+        "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "task",
+        "metric", "higher_is_better", "score", "score_std", "score_ci95", "score_per_seed", *metrics,
+        "loss", "delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best",
+        *diagnostics.COLUMNS, "validation_score", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS,
+        "budget", "reload_identical", "run_ids", "config", "dataset_fingerprint", "method_metrics",
+    ]  # fmt: skip
+
+
+def metric_names(records: Iterable[RunRecord]) -> list[str]:
+    """Every metric some record has on test, the built-in ones in their declared order first."""
+    named = {record.metric for record in records} | {
+        name for record in records for name in record.metrics if name in BUILTIN_METRICS
+    }
+    return [name for name in BUILTIN_METRICS if name in named] + sorted(named - set(BUILTIN_METRICS))
 
 
 class Leaderboard:
@@ -108,16 +104,17 @@ class Leaderboard:
 
     def runs_frame(self) -> pd.DataFrame:
         """One row per final run (per seed), with explicit dtypes: the per-seed values."""
-        rows = [_run_row(record, self.label(record)) for record in self.final]
-        frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *OBJECT_COLUMNS]).astype(RUN_COLUMNS)
-        return frame
+        metrics = metric_names(self.final)
+        dtypes = {**BASE_RUN_COLUMNS, **dict.fromkeys(metrics, "Float64")}
+        rows = [_run_row(record, self.label(record), metrics) for record in self.final]
+        return pd.DataFrame(rows, columns=[*dtypes, *OBJECT_COLUMNS]).astype(dtypes)
 
     def curves_frame(self) -> pd.DataFrame:
         """Learning curves of the completed final runs: a row per (run, series, step, value)."""
         return curves_frame(self.final, self.label, config_key)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per method configuration and (model, dataset), best mean accuracy first."""
+        """One row per method configuration and (model, dataset, metric), best score first."""
         return self._frame.copy()
 
     def aggregate(self) -> pd.DataFrame:
@@ -127,11 +124,13 @@ class Leaderboard:
 
         return aggregate(self)
 
-    def to_markdown(self) -> str:
-        """A Markdown table per (model, dataset), formatted for people (and terminals)."""
+    def to_markdown(self, columns: str | list[str] = "all", width: int | None = None) -> str:
+        """A Markdown table per (model, dataset), formatted for people (and terminals): every
+        column (``"all"``), the deciding ones (``"default"``) or those named, fitted to ``width``
+        characters where given."""
         from peftbench.leaderboard.report import markdown
 
-        return markdown(self.to_frame())
+        return markdown(self.to_frame(), columns, width)
 
     def to_csv(self, path: str | Path | None = None) -> str | None:
         """Every column of ``to_frame``; dicts and lists (per-seed values, run ids) as JSON."""
@@ -142,28 +141,29 @@ class Leaderboard:
     @functools.cached_property
     def _frame(self) -> pd.DataFrame:
         runs = self.runs_frame()
+        metrics = metric_names(self.final)
         if runs.empty:
-            return pd.DataFrame(columns=FRAME_COLUMNS)
+            return pd.DataFrame(columns=frame_columns(metrics))
         by_key: dict[tuple, list[RunRecord]] = {}
         for record in self.final:
-            by_key.setdefault((record.model, record.dataset, record.method, config_key(record)), []).append(
-                record
-            )
-        rows = [_row(key, group, by_key[key]) for key, group in runs.groupby(KEYS, sort=False)]
+            key = (record.model, record.dataset, record.metric, record.method, config_key(record))
+            by_key.setdefault(key, []).append(record)
+        rows = [_row(key, group, by_key[key], metrics) for key, group in runs.groupby(KEYS, sort=False)]
         table = pd.DataFrame(rows)
         parts = [_compare(group) for _, group in table.groupby(GROUP, sort=False)]
-        table = pd.concat(parts).sort_values(
-            [*GROUP, "accuracy"], ascending=[True, True, False], na_position="last"
-        )
-        table["rank"] = table.groupby(GROUP)["accuracy"].rank(ascending=False, method="min").astype("Int64")
-        table[COUNT_COLUMNS] = table[COUNT_COLUMNS].round().astype("Int64")
+        table = pd.concat(parts)
+        # Best first in each table, whichever way its metric points; NaN (failed rows) last.
+        table["_order"] = table["score"].where(~table["higher_is_better"].astype(bool), -table["score"])
+        table = table.sort_values([*GROUP, "_order"], na_position="last")
+        table["rank"] = table.groupby(GROUP)["_order"].rank(method="min").astype("Int64")
+        table[COUNTS] = table[COUNTS].round().astype("Int64")
         table = table.astype({k: v for k, v in diagnostics.COLUMNS.items() if v != "object"})
-        return table[FRAME_COLUMNS].reset_index(drop=True)
+        return table[frame_columns(metrics)].reset_index(drop=True)
 
 
-def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str, Any]:
+def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord], metrics: list[str]) -> dict[str, Any]:
     done = group[group["status"] == "complete"]
-    mean, std, half = mean_and_ci(done["accuracy"].astype(float).tolist())
+    mean, std, half = mean_and_ci(done["score"].astype(float).tolist())
     row = dict(zip(KEYS, key, strict=True))
     row.update(
         label=group["label"].iloc[0],
@@ -172,15 +172,16 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
         source=group["source"].iloc[0],
         seeds=len(done),
         failed_runs=int((group["status"] != "complete").sum()),
-        accuracy=mean,
-        accuracy_std=std,
-        accuracy_ci95=half,
-        accuracy_per_seed=dict(
-            zip(done["seed"].astype(int).tolist(), done["accuracy"].astype(float).tolist(), strict=True)
+        task=group["task"].iloc[0],
+        higher_is_better=bool(group["higher_is_better"].iloc[0]),
+        score=mean,
+        score_std=std,
+        score_ci95=half,
+        score_per_seed=dict(
+            zip(done["seed"].astype(int).tolist(), done["score"].astype(float).tolist(), strict=True)
         ),
-        macro_f1=done["macro_f1"].astype(float).mean(),
         loss=done["loss"].astype(float).mean(),
-        validation_accuracy=done["validation_accuracy"].astype(float).mean(),
+        validation_score=done["validation_score"].astype(float).mean(),
         tuned=group["tuned"].iloc[0],
         budget=group["budget"].iloc[0],
         tuned_values=group["tuned_values"].iloc[0],
@@ -189,19 +190,19 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord]) -> dict[str,
         reload_identical=bool(done["reload_identical"].fillna(False).all()) if len(done) else pd.NA,
         method_metrics=_mean_of_dicts(done["method_metrics"]),
     )
-    for column in COST_COLUMNS:
+    for column in [*metrics, *COST_COLUMNS]:
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
-    row["_correct"] = correctness(records)
+    row["_outcomes"] = outcomes(records)
     row.update(_diagnose(records, row))
     return row
 
 
 def _diagnose(records: list[RunRecord], row: dict[str, Any]) -> dict[str, Any]:
     """The row's flags (``diagnostics``), from its completed runs' curves and test results."""
-    series = diagnostics.VALIDATION_CURVE
+    series = f"validation_{row['metric']}"
     done = [record for record in records if record.status == "complete"]
     curves = {r.seed: (r.curves.get(series), r.metrics.get(series)) for r in done}
-    return diagnostics.diagnose(curves, list(row["accuracy_per_seed"].values()), row["_correct"])
+    return diagnostics.diagnose(curves, list(row["score_per_seed"].values()), row["_outcomes"], row["metric"])
 
 
 def _mean_of_dicts(values: pd.Series) -> dict[str, float]:
@@ -213,23 +214,28 @@ def _mean_of_dicts(values: pd.Series) -> dict[str, float]:
     return means
 
 
-def correctness(records: list[RunRecord]) -> np.ndarray | None:
-    """Per completed seed and test example, 1 if the prediction was right (None if unknown)."""
-    rows = [
-        np.asarray(r.predictions) == np.asarray(r.references)
-        for r in records
+def outcomes(records: list[RunRecord]) -> Outcomes | None:
+    """The test predictions of a row's completed seeds with their references and metric, for the
+    paired bootstrap (None where they are unknown, differ in length, or the metric is not one an
+    installed task declares)."""
+    done = [
+        r for r in records
         if r.status == "complete" and r.predictions and len(r.predictions) == len(r.references)
-    ]
-    if not rows or len({len(row) for row in rows}) != 1:
+    ]  # fmt: skip
+    if not done or len({len(r.predictions) for r in done}) != 1:
         return None
-    return np.asarray(rows, dtype=float)
+    metric = display_metric(done[0].metric, done[0].higher_is_better)
+    if not metric.known:
+        return None
+    return Outcomes(np.asarray([r.predictions for r in done]), np.asarray(done[0].references), metric)
 
 
 def _compare(group: pd.DataFrame) -> pd.DataFrame:
     """Δ and paired-bootstrap p-values against the baseline and the best row of one table.
 
     Rows are only compared with rows on the same data (same dataset fingerprint): a dataset
-    that changed under the same name is a different test set.
+    that changed under the same name is a different test set. The best row has the highest score,
+    or the lowest where the metric says lower is better.
     """
     group = group.copy()
     for column in ("delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best"):
@@ -240,20 +246,24 @@ def _compare(group: pd.DataFrame) -> pd.DataFrame:
             continue
         same_data = group[(group["seeds"] > 0) & (group["dataset_fingerprint"] == row["dataset_fingerprint"])]
         baselines = same_data[same_data["role"] == "baseline"].sort_values("seeds", ascending=False)
-        best = same_data.loc[same_data["accuracy"].idxmax()]
+        scores = same_data["score"].astype(float)
+        best = same_data.loc[scores.idxmax() if row["higher_is_better"] else scores.idxmin()]
         if len(baselines):
             anchor = baselines.iloc[0]
-            group.at[index, "delta_vs_baseline"] = row["accuracy"] - anchor["accuracy"]
-            group.at[index, "p_vs_baseline"] = _p_value(row["_correct"], anchor["_correct"])
-        group.at[index, "delta_vs_best"] = row["accuracy"] - best["accuracy"]
-        p_best = 1.0 if index == best.name else _p_value(row["_correct"], best["_correct"])
+            group.at[index, "delta_vs_baseline"] = row["score"] - anchor["score"]
+            same = index == anchor.name  # the baseline itself: no difference, p = 1
+            group.at[index, "p_vs_baseline"] = (
+                1.0 if same else _p_value(row["_outcomes"], anchor["_outcomes"])
+            )
+        group.at[index, "delta_vs_best"] = row["score"] - best["score"]
+        p_best = 1.0 if index == best.name else _p_value(row["_outcomes"], best["_outcomes"])
         group.at[index, "p_vs_best"] = p_best
         group.at[index, "tied_for_best"] = bool(p_best >= SIGNIFICANCE) if not np.isnan(p_best) else False
-    return group.drop(columns="_correct")
+    return group.drop(columns="_outcomes")
 
 
-def _p_value(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    if a is None or b is None or a.shape[1] != b.shape[1]:
+def _p_value(a: Outcomes | None, b: Outcomes | None) -> float:
+    if a is None or b is None or a.examples != b.examples:
         return np.nan
     return paired_bootstrap(a, b).p_value
 
@@ -262,14 +272,19 @@ def _latest_per_seed(records: Iterable[RunRecord]) -> list[RunRecord]:
     """One record per configuration and seed (the last finished), so no seed counts twice."""
     latest: dict[tuple, RunRecord] = {}
     for record in records:
-        key = (record.model, record.dataset, record.method, config_key(record), record.seed)
+        key = (record.model, record.dataset, record.metric, record.method, config_key(record), record.seed)
         if key not in latest or record.finished_at >= latest[key].finished_at:
             latest[key] = record
     return list(latest.values())
 
 
-def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
-    m, c = record.metrics, record.costs
+def _value(record: RunRecord, source: str) -> Any:
+    """A run's value at ``source`` ("costs.train_seconds") in its record."""
+    section, key = source.split(".", 1)
+    return getattr(record, section).get(key)
+
+
+def _run_row(record: RunRecord, label: str, metrics: list[str]) -> dict[str, Any]:
     chosen = (record.tuning or {}).get("chosen") or {}
     return {
         "model": record.model,
@@ -283,23 +298,14 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "source": record.method_source,
         "seed": record.seed,
         "status": record.status,
-        "accuracy": m.get("accuracy"),
-        "macro_f1": m.get("macro_f1"),
-        "loss": m.get("loss"),
-        "validation_accuracy": m.get("validation_accuracy"),
-        "trainable_params": c.get("trainable_params"),
-        "total_params": c.get("total_params"),
-        "trainable_percent": c.get("trainable_percent"),
-        "train_seconds": c.get("train_seconds"),
-        "feature_seconds": c.get("feature_seconds"),
-        "samples_per_second": c.get("train_samples_per_second"),
-        "tokens_per_second": c.get("train_tokens_per_second"),
-        "eval_seconds": c.get("eval_seconds"),
-        "peak_memory_mb": c.get("peak_memory_mb"),
-        "adapter_bytes": c.get("adapter_bytes"),
-        "mfu": c.get("model_flops_utilisation"),
-        **{column: c.get(column) for column in INFERENCE_COLUMNS},
-        "reload_identical": record.reload.get("predictions_identical"),
+        "task": record.task,
+        "metric": record.metric,
+        "higher_is_better": record.higher_is_better,
+        "score": record.primary_score(),
+        "validation_score": record.primary_score("validation"),
+        "loss": record.metrics.get("loss"),
+        **{name: record.metrics.get(name) for name in metrics},
+        **{column.name: _value(record, column.source) for column in COLUMNS if column.source},
         "tuned": hp_text(chosen, edge_notes(record.tuning)),
         "tuned_values": dict(chosen),
         "budget": budget_text(record.budget),
@@ -307,3 +313,9 @@ def _run_row(record: RunRecord, label: str) -> dict[str, Any]:
         "hyperparameters": dict(record.hyperparameters),
         "method_metrics": dict(record.method_metrics),
     }
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The frame's mean column of each metric (``accuracy``, ``macro_f1``, ...), in order."""
+    columns = list(frame.columns)
+    return columns[columns.index("score_per_seed") + 1 : columns.index("loss")]

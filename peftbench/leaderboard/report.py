@@ -1,142 +1,165 @@
-"""The leaderboard for people: the columns every table shows, as Markdown (terminal) and CSV.
+"""The leaderboard for people: its tables as Markdown (terminal) and CSV.
 
-``COLUMNS`` is the one definition of what a leaderboard table shows and how each value is
-written, ``aggregate_texts`` the same for the view over datasets; the terminal tables here and
-the site's (``peftbench.docgen``) both use them.
+What a table shows and how each value is written is declared once in ``columns``; this module
+writes tables from those declarations (``table_texts``), names each table and its metric, and
+does the same for the view over datasets (``aggregate_texts``). The site (``peftbench.docgen``)
+uses the same texts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from peftbench.formatting import escape, number, p_text
+from peftbench.errors import PeftbenchError
+from peftbench.formatting import escape, number
 from peftbench.leaderboard import diagnostics
 from peftbench.leaderboard.aggregate import CEILING, RANK_RESAMPLES
-from peftbench.leaderboard.model import GROUP
-from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, SIGNIFICANCE
-
-LEGEND = (
-    "accuracy: mean over seeds ± 95% Student-t interval (SD: standard deviation over seeds); "
-    f"p: two-level paired bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples), which draws test examples "
-    "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
-    f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
-    "(at bound): the tuned value is the end of the range its key may be searched in; (at limit): "
-    "the search stopped extending at the extension limit with the best value at the edge of those "
-    "tried; (grid edge, records before 0.4): the tuned value is the end of the values tried; "
-    f"{diagnostics.LEGEND}; "
-    "features s: the one pass of the frozen model over train and validation that the runs of methods "
-    "training on its features share (computed once per dataset and sweep, not in train s, which is "
-    "then the head's training alone); "
-    "load ms: time to load the saved adapter onto a base model already in memory; "
-    "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
-    "throughput/s: test examples per second at batch 64, likewise; "
-    "merged latency ms, merged throughput/s: the same with the adapter folded into the base weights, "
-    "blank for methods that cannot merge; any other blank cost was not measured (older records, "
-    "--no-inference-timing)."
+from peftbench.leaderboard.columns import (
+    ALL,
+    BY_NAME,
+    DEFAULT,
+    NARROWING,
+    VIEWS,
+    Column,
+    header,
+    known_names,
+    table_columns,
 )
+from peftbench.leaderboard.model import GROUP, metric_columns
+from peftbench.leaderboard.stats import BOOTSTRAP_RESAMPLES, RECOMPUTED_RESAMPLES, SIGNIFICANCE
+from peftbench.tasks.metrics import Metric, display_metric
 
 
-@dataclass(frozen=True)
-class Column:
-    """One column of a leaderboard table: its header, its text per row, and what it sorts by."""
-
-    header: str
-    text: Callable[[Any], str]  # a row of the leaderboard frame -> plain (unescaped) text
-    sort: str | None = None  # the frame column holding the numeric value to sort by
-    untrusted: bool = False  # text from plugins and records (names, sources, values): escape it
-
-
-def _numeric(header: str, column: str, spec: str, scale: float = 1.0) -> Column:
-    return Column(header, lambda row: number(getattr(row, column), spec, scale), column)
-
-
-def _accuracy(row) -> str:
-    if not row.seeds:
-        return "failed"
-    interval = "" if pd.isna(row.accuracy_ci95) else f" ± {number(row.accuracy_ci95, '.2f', 100)}"
-    return number(row.accuracy, ".2f", 100) + interval
-
-
-def _delta(row) -> str:
-    delta = number(row.delta_vs_baseline, "+.2f", 100)
-    if not delta or row.role == "baseline" or pd.isna(row.p_vs_baseline):
-        return delta
-    return f"{delta} ({p_text(row.p_vs_baseline)})"
+def legend(metrics: list[Metric]) -> str:
+    """What the columns of tables scored by ``metrics`` mean, in one paragraph."""
+    titles = ", ".join(
+        metric.title + ("" if metric.higher_is_better else " (lower is better)") for metric in metrics
+    )
+    return (
+        f"{titles}: mean over seeds ± 95% Student-t interval (SD: standard deviation over seeds); "
+        f"p: two-level paired bootstrap ({_resamples(metrics)} resamples), which draws test examples "
+        "(the same for both rows) and each row's seeds, so it reflects both the test set's sampling "
+        f"noise and the spread over seeds; ★ not significantly worse than the best (p ≥ {SIGNIFICANCE}); "
+        "(at bound): the tuned value is the end of the range its key may be searched in; (at limit): "
+        "the search stopped extending at the extension limit with the best value at the edge of those "
+        "tried; (grid edge, records before 0.4): the tuned value is the end of the values tried; "
+        f"{diagnostics.LEGEND}; "
+        "features s: the one pass of the frozen model over train and validation that the runs of methods "
+        "training on its features share (computed once per dataset and sweep, not in train s, which is "
+        "then the head's training alone); "
+        "load ms: time to load the saved adapter onto a base model already in memory; "
+        "latency ms: one test example per call (batch 1), the median of timed calls after warm-up; "
+        "throughput/s: test examples per second at batch 64, likewise; "
+        "merged latency ms, merged throughput/s: the same with the adapter folded into the base weights, "
+        "blank for methods that cannot merge; any other blank cost was not measured (older records, "
+        "--no-inference-timing)."
+    )
 
 
-COLUMNS = [
-    Column("rank", lambda row: "" if pd.isna(row.rank) else str(int(row.rank)), "rank"),
-    Column(
-        "method", lambda row: row.label + ("" if row.role == "method" else f" ({row.role})"), untrusted=True
-    ),
-    Column("source", lambda row: row.source, untrusted=True),
-    Column(
-        "seeds",
-        lambda row: f"{row.seeds}" + (f" ({row.failed_runs} failed)" if row.failed_runs else ""),
-        "seeds",
-    ),
-    Column("accuracy %", _accuracy, "accuracy"),
-    Column("SD", lambda row: number(row.accuracy_std, ".2f", 100) if row.seeds > 1 else ""),
-    Column("best", lambda row: "★" if row.tied_for_best else ""),
-    Column("flags", diagnostics.flags_text),
-    _numeric("macro-F1 %", "macro_f1", ".2f", 100),
-    Column("Δ vs baseline", _delta, "delta_vs_baseline"),
-    _numeric("trainable params", "trainable_params", ",.0f"),
-    _numeric("trainable %", "trainable_percent", ".3f"),
-    Column("budget", lambda row: row.budget if isinstance(row.budget, str) else ""),
-    Column("tuned", lambda row: row.tuned if isinstance(row.tuned, str) else "", untrusted=True),
-    _numeric("train s", "train_seconds", ".1f"),
-    _numeric("features s", "feature_seconds", ".1f"),
-    _numeric("samples/s", "samples_per_second", ".1f"),
-    _numeric("tokens/s", "tokens_per_second", ",.0f"),
-    _numeric("eval s", "eval_seconds", ".1f"),
-    _numeric("peak MB", "peak_memory_mb", ",.0f"),
-    _numeric("MFU %", "mfu", ".1f", 100),
-    _numeric("adapter KB", "adapter_bytes", ",.1f", 1 / 1024),
-    _numeric("load ms", "adapter_load_seconds", ",.1f", 1000),
-    _numeric("latency ms", "latency_ms", ",.2f"),
-    _numeric("throughput/s", "throughput", ",.0f"),
-    _numeric("merged latency ms", "merged_latency_ms", ",.2f"),
-    _numeric("merged throughput/s", "merged_throughput", ",.0f"),
-    Column(
-        "reload identical", lambda row: "" if not row.seeds else ("yes" if row.reload_identical else "NO")
-    ),
-]
-#: Shown only where some row has a value (MFU is measured on GPUs only; budget only with --budget;
-#: features s only for methods that train on the frozen model's features).
-OPTIONAL = {"MFU %", "budget", "features s"}
+def _resamples(metrics: list[Metric]) -> str:
+    """How many resamples the paired bootstrap of these metrics draws (see ``paired_bootstrap``)."""
+    counts = [BOOTSTRAP_RESAMPLES if m.per_example else RECOMPUTED_RESAMPLES for m in metrics]
+    return " or ".join(f"{count:,}" for count in dict.fromkeys(counts))
 
 
-def table_texts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every column's plain text for each row of one (model, dataset) table, unescaped."""
-    rows = [{column.header: column.text(row) for column in COLUMNS} for row in frame.itertuples(index=False)]
-    shown = pd.DataFrame(rows, columns=[column.header for column in COLUMNS])
-    empty = [header for header in OPTIONAL if shown[header].eq("").all()]
+def table_metric(frame: pd.DataFrame) -> Metric:
+    """The primary metric of one table (every row of a table has the same)."""
+    return display_metric(str(frame["metric"].iloc[0]), bool(frame["higher_is_better"].iloc[0]))
+
+
+def other_metrics(frame: pd.DataFrame) -> list[Metric]:
+    """The task's other metrics that some row of this table has (macro-F1 beside accuracy)."""
+    primary = str(frame["metric"].iloc[0])
+    return [
+        display_metric(name) for name in metric_columns(frame)
+        if name != primary and frame[name].notna().any()
+    ]  # fmt: skip
+
+
+def table_title(model: str, dataset: str, metric: Metric, several: bool) -> str:
+    """``model on dataset``, naming the metric where the (model, dataset) has tables by several."""
+    return f"{model} on {dataset}" + (f" ({metric.title})" if several else "")
+
+
+def titles(frame: pd.DataFrame) -> dict[tuple, str]:
+    """(model, dataset, metric) -> the title of its table."""
+    counts = frame.groupby(["model", "dataset"])["metric"].nunique()
+    return {
+        (model, dataset, name): table_title(model, dataset, table_metric(group), counts[model, dataset] > 1)
+        for (model, dataset, name), group in frame.groupby(GROUP, sort=False)
+    }
+
+
+def chosen_columns(frame: pd.DataFrame, columns: str | list[str]) -> list[Column]:
+    """The columns of one table: a view's (``default``, ``all``, ``site``, ``index``) or those named."""
+    others = other_metrics(frame)
+    if isinstance(columns, str) and columns in VIEWS:
+        chosen = table_columns(columns, others)
+    else:
+        names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
+        known = known_names(others)
+        unknown = [name for name in names if name not in known and name not in BY_NAME]
+        if unknown:
+            raise PeftbenchError(
+                f"unknown column '{unknown[0]}'; known columns: {', '.join(known)} (or default, all)"
+            )
+        chosen = table_columns(ALL, others, ["method", *names])
+    return chosen
+
+
+def table_texts(frame: pd.DataFrame, columns: str | list[str] = ALL) -> pd.DataFrame:
+    """Every chosen column's plain text for each row of one table, unescaped, under its header."""
+    metric = table_metric(frame)
+    chosen = chosen_columns(frame, columns)
+    rows = [[column.shown(row, metric) for column in chosen] for row in frame.itertuples(index=False)]
+    shown = pd.DataFrame(rows, columns=[header(column, metric) for column in chosen])
+    empty = [header(c, metric) for c in chosen if c.optional and shown[header(c, metric)].eq("").all()]
     return shown.drop(columns=empty)
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table per (model, dataset), readable in a terminal as it is."""
+def markdown(frame: pd.DataFrame, columns: str | list[str] = ALL, width: int | None = None) -> str:
+    """A Markdown table per (model, dataset, metric), readable in a terminal as it is; the default
+    view drops its least deciding columns until each table fits ``width`` characters."""
     if frame.empty:
         return "No run records found."
-    parts = []
-    for (model, dataset), group in frame.groupby(GROUP, sort=False):
-        parts.append(f"### {escape(model, 'table')} on {escape(dataset, 'table')}\n")
-        texts = table_texts(group)
-        for column in COLUMNS:
-            if column.untrusted:
-                texts[column.header] = texts[column.header].map(lambda text: escape(text, "table"))
-        parts.append(texts.to_markdown(index=False, disable_numparse=True))
-        parts.append("")
-    parts.append(LEGEND)
+    parts, metrics = [], []
+    for key, group in frame.groupby(GROUP, sort=False):
+        parts.append(f"### {escape(titles(frame)[key], 'table')}\n")
+        metric = table_metric(group)
+        if metric.name not in [m.name for m in metrics]:
+            metrics.append(metric)
+        texts = table_texts(group, columns)
+        for column in chosen_columns(group, columns):
+            if column.untrusted and header(column, metric) in texts:
+                texts[header(column, metric)] = texts[header(column, metric)].map(
+                    lambda t: escape(t, "table")
+                )
+        table, dropped = _fitted(texts, width if columns == DEFAULT else None, metric)
+        parts += [table, ""]
+        if dropped:
+            left_out = ", ".join(dropped)
+            parts += [f"(left out to fit {width} characters: {left_out}; --columns all shows them)", ""]
+    parts.append(legend(metrics))
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _fitted(texts: pd.DataFrame, width: int | None, metric: Metric) -> tuple[str, list[str]]:
+    """The table as Markdown, its least deciding columns dropped until it fits ``width``."""
+    dropped = []
+    narrowing = [header(BY_NAME[name], metric) for name in NARROWING]
+    while True:
+        table = texts.to_markdown(index=False, disable_numparse=True)
+        widest = max(len(line) for line in table.splitlines())
+        left = [h for h in narrowing if h in texts.columns]
+        if width is None or widest <= width or not left:
+            return table, dropped
+        texts = texts.drop(columns=left[0])
+        dropped.append(left[0])
 
 
 def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
@@ -148,8 +171,9 @@ def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
 
 
 AGGREGATE_LEGEND = (
-    "A method's row on a dataset is its configuration with the best validation accuracy. "
-    "mean rank: its rank by mean test accuracy on each dataset it ran on (1 is best; ties share "
+    "Each dataset is scored by its table's primary metric, in that metric's direction (named in its "
+    "column). A method's row on a dataset is its configuration with the best validation score. "
+    "mean rank: its rank by mean test score on each dataset it ran on (1 is best; ties share "
     "the average rank), averaged over those datasets; a method missing on a dataset is not ranked "
     "there and nothing is imputed. [interval]: 2.5-97.5 percentiles of the mean rank when each "
     "dataset's test examples (the same for every method) and each method's seeds are resampled "
@@ -161,10 +185,16 @@ AGGREGATE_LEGEND = (
 )
 
 
+def dataset_header(dataset: str, metric: Metric) -> str:
+    """The aggregate's column of one dataset: its name and metric (``emotion accuracy %``)."""
+    return f"{dataset} {metric.header}"
+
+
 def aggregate_texts(frame: pd.DataFrame) -> pd.DataFrame:
     """The plain (unescaped) text of one model's rows of ``Leaderboard.aggregate()``: a column
-    per dataset with the method's test accuracy there, or ``missing``."""
-    datasets = list(frame["accuracy_per_dataset"].iloc[0]) if len(frame) else []
+    per dataset with the method's test score there in the dataset's metric, or ``missing``."""
+    datasets = list(frame["score_per_dataset"].iloc[0]) if len(frame) else []
+    metrics = {d: display_metric(frame["metric_per_dataset"].iloc[0][d]) for d in datasets}
     rows = []
     for row in frame.itertuples(index=False):
         wtl = f"{row.wins}/{row.ties}/{row.losses}" + (f" ({row.untested} untested)" if row.untested else "")
@@ -180,9 +210,11 @@ def aggregate_texts(frame: pd.DataFrame) -> pd.DataFrame:
             "gain share %": gain,
         }
         for dataset in datasets:
-            accuracy, label = row.accuracy_per_dataset[dataset], row.label_per_dataset[dataset]
-            shown = number(accuracy, ".2f", 100) or "missing"
-            texts[f"{dataset} %"] = shown + (f" ({label})" if label not in (None, row.method) else "")
+            score, label = row.score_per_dataset[dataset], row.label_per_dataset[dataset]
+            shown = metrics[dataset].number(score) or "missing"
+            texts[dataset_header(dataset, metrics[dataset])] = shown + (
+                f" ({label})" if label not in (None, row.method) else ""
+            )
         rows.append(texts)
     return pd.DataFrame(rows)
 
@@ -193,7 +225,7 @@ def aggregate_markdown(frame: pd.DataFrame) -> str:
         return "No model has results on two or more datasets: nothing to aggregate."
     parts = []
     for model, group in frame.groupby("model", sort=False):
-        datasets = ", ".join(group["accuracy_per_dataset"].iloc[0])
+        datasets = ", ".join(group["score_per_dataset"].iloc[0])
         parts.append(f"### {escape(model, 'table')} over {escape(datasets, 'table')}\n")
         texts = aggregate_texts(group).map(lambda text: escape(text, "table"))
         texts.columns = [escape(column, "table") for column in texts.columns]

@@ -110,12 +110,12 @@ def _steps(record: RunRecord) -> tuple[int, int]:
 def _evaluations(record: RunRecord) -> int:
     """Validation evaluations the run itself made (before 0.4: its curve, the last one included)."""
     start = _steps(record)[0]
-    return sum(1 for step, _ in record.curves.get("validation_accuracy", []) if step > start)
+    return sum(1 for step, _ in record.curves.get(f"validation_{record.metric}", []) if step > start)
 
 
 def _evaluations_per_run(records: list[RunRecord]) -> int:
     """Validation evaluations of a run trained to the maximum (the most any of ``records`` made)."""
-    return max((len(r.curves.get("validation_accuracy", [])) for r in records), default=0)
+    return max((len(r.curves.get(f"validation_{r.metric}", [])) for r in records), default=0)
 
 
 def _stopped(record: RunRecord) -> bool:

@@ -25,6 +25,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.methods import hyperparameters
 from peftbench.methods.hyperparameters import Hyperparameters
 from peftbench.methods.optim import ParameterGroup, parameter_groups
+from peftbench.tasks.base import Task
 
 # peft still calls a transformers property that warns on every call; it is not the user's to fix.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -47,13 +48,17 @@ class TrainingPlan:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What a method may know: the classification task (never anything from test) and the
-    training ahead (``plan``; ``None`` where no training is planned)."""
+    """What a method may know: the task (never anything from test) and the training ahead
+    (``plan``; ``None`` where no training is planned)."""
 
-    num_labels: int
-    label_names: tuple[str, ...]
-    train_label_counts: tuple[int, ...]
+    num_labels: int  # outputs of the head: one per class, one for a regression
+    label_names: tuple[str, ...]  # class names, or the regression target's name
+    train_label_counts: tuple[int, ...]  # per class, in the training split (empty for a regression)
     plan: TrainingPlan | None = None
+    kind: str = "classification"  # the kind of task (``peftbench.tasks``): "regression", ...
+    #: What a model that ignores its input predicts best on the training labels, as head outputs:
+    #: the log of the class prior (its largest entry the majority class), or the training mean.
+    constant_outputs: tuple[float, ...] = ()
 
 
 class Method(ABC):
@@ -211,6 +216,12 @@ class Method(ABC):
         (the default) where the method cannot merge. Called on the loaded model, on the device,
         after the reload check; it may change ``model``, which is not used afterwards."""
         return None
+
+    def applies_to(self, task: Task) -> bool:
+        """Whether this method applies to a kind of task (``peftbench.tasks.Task``: its ``name``,
+        whether it predicts ``classes``). A sweep leaves a reference row out where it does not
+        apply and refuses, before any training, a method asked for by name. Default: every kind."""
+        return True
 
     def defines(self, hook: str) -> bool:
         """Whether this method defines ``hook`` (``extra_loss``, ``after_step``, ``optimizer``,

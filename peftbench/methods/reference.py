@@ -1,5 +1,6 @@
-"""Reference rows every leaderboard is read against: majority class, untuned model, linear
-probe, and (opt-in, being the expensive one) full fine-tuning.
+"""Reference rows every leaderboard is read against: a constant prediction (the majority class;
+for a regression, the training mean), untuned model, linear probe, and (opt-in, being the
+expensive one) full fine-tuning.
 
 They are ordinary methods registered through the public hook; ``always_run`` makes every sweep
 run the cheap ones beside the methods asked for, so each table carries its own floor.
@@ -7,7 +8,6 @@ run the cheap ones beside the methods asked for, so each table carries its own f
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from peftbench.hookspecs import hookimpl
 from peftbench.methods.base import Method, TaskInfo, TrainableParametersMethod
 from peftbench.models import classification_head
+from peftbench.tasks.base import Task
 
 
 class UntunedBaseline(Method):
@@ -39,36 +40,53 @@ class UntunedBaseline(Method):
         return self.prepare(base_model, task, hp)
 
 
-class MajorityClassifier(nn.Module):
-    """Predicts the training split's class prior for every input, whatever the input."""
+class ConstantPredictor(nn.Module):
+    """Outputs the same values for every input: what the task's constant reference predicts."""
 
-    def __init__(self, log_prior: torch.Tensor) -> None:
+    def __init__(self, outputs: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("log_prior", log_prior)
+        self.register_buffer("log_prior", outputs)  # the name records' adapters have always used
 
     def forward(self, input_ids: torch.Tensor, **_: Any) -> SequenceClassifierOutput:
         logits = self.log_prior.expand(input_ids.shape[0], -1)
         return SequenceClassifierOutput(logits=logits)
 
 
-class MajorityClass(Method):
-    name = "majority"
-    description = "Always predicts the most frequent training label (logits are the training prior)."
+MajorityClassifier = ConstantPredictor  # the name it had before regression came
+
+
+class _Constant(Method):
+    """A reference row that ignores its input: it outputs the task's ``constant_outputs``."""
+
     role = "reference"
     always_run = True
     trains = False
+    WEIGHTS = "prior.safetensors"
 
     def prepare(self, model: nn.Module, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        total = sum(task.train_label_counts)
-        # Add-one smoothing keeps the loss finite for classes absent from training.
-        prior = [(count + 1) / (total + task.num_labels) for count in task.train_label_counts]
-        return MajorityClassifier(torch.tensor([math.log(p) for p in prior]))
+        return ConstantPredictor(torch.tensor(task.constant_outputs, dtype=torch.float32))
 
     def save(self, model: nn.Module, directory: Path) -> None:
-        save_file({"log_prior": model.log_prior.contiguous()}, str(directory / "prior.safetensors"))
+        save_file({"log_prior": model.log_prior.contiguous()}, str(directory / self.WEIGHTS))
 
     def load(self, base_model, directory: Path, task: TaskInfo, hp: dict[str, Any]) -> nn.Module:
-        return MajorityClassifier(load_file(str(directory / "prior.safetensors"))["log_prior"])
+        return ConstantPredictor(load_file(str(directory / self.WEIGHTS))["log_prior"])
+
+
+class MajorityClass(_Constant):
+    name = "majority"
+    description = "Always predicts the most frequent training label (logits are the training prior)."
+
+    def applies_to(self, task: Task) -> bool:
+        return task.classes
+
+
+class TrainingMean(_Constant):
+    name = "train_mean"
+    description = "Always predicts the mean of the training labels: the regression counterpart of majority."
+
+    def applies_to(self, task: Task) -> bool:
+        return not task.classes
 
 
 class HeadOnly(TrainableParametersMethod):
@@ -102,5 +120,6 @@ class FullFineTuning(TrainableParametersMethod):
 def register_methods(register):
     register(UntunedBaseline())
     register(MajorityClass())
+    register(TrainingMean())
     register(HeadOnly())
     register(FullFineTuning())

@@ -1,5 +1,5 @@
-"""What the runs of one sweep share: the data (tokenised once), the base model (read once), the
-task, the device and precision.
+"""What the runs of one sweep share: the data (tokenised once) and its kind of task, the base model
+(read once), the device and precision.
 
 Built once per dataset of a sweep, when its turn comes, and handed to every run on it (to a Ray
 worker through the object store), so no run re-reads or re-tokenises anything: each run trains a
@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from peftbench.batching import TokenizedSplit
@@ -30,7 +29,10 @@ from peftbench.models import (
 )
 from peftbench.precision import apply_precision
 from peftbench.runs.features import FrozenFeatures, compute_features
+from peftbench.runs.selection import Criterion
 from peftbench.settings import SweepConfig, TrainConfig
+from peftbench.tasks.base import Task
+from peftbench.tasks.registry import collect_tasks
 from peftbench.token_cache import cached_tokenize, tokenizer_fingerprint
 from peftbench.train import steps_per_epoch, total_steps
 
@@ -77,6 +79,17 @@ class SweepContext:
     def precision(self) -> str:
         return self.train_config.precision
 
+    @property
+    def kind(self) -> Task:
+        """The kind of task, its primary metric chosen: ``kind.primary_metric``,
+        ``kind.higher_is_better``, ``kind.loss`` (what training minimises)."""
+        return self.data.task
+
+    @property
+    def criterion(self) -> Criterion:
+        """What a choice on validation scores by: the task's primary metric, in its direction."""
+        return Criterion(self.kind.primary_metric, self.kind.higher_is_better)
+
     def fresh_model(self, seed: int) -> torch.nn.Module:
         """What ``load_model`` returns for ``seed``, copied from the base read once per sweep."""
         return seeded_copy(self.base_model, seed)
@@ -92,7 +105,8 @@ class SweepContext:
         return evaluate_model(
             model,
             split,
-            self.task.num_labels,
+            self.kind,
+            self.data.label_names,
             self.train_config.eval_batch_size,
             self.device,
             self.pad_id,
@@ -108,10 +122,10 @@ class SweepContext:
         return apply_precision(model, self.precision, keep_fp32=trained).to(self.device)
 
 
-def _load_base(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: SweepConfig) -> torch.nn.Module:
+def _load_base(spec: ModelSpec, data: LabelledSplits, pad_id: int, config: SweepConfig) -> torch.nn.Module:
     """Load the model once, before anything is tokenised: a model that cannot load, or cannot
     take ``max_length`` tokens, is one clear error now instead of one failed record per run."""
-    model = load_base_model(spec, labels, pad_id, config.trust_remote_code)
+    model = load_base_model(spec, data.label_names, pad_id, config.trust_remote_code, data.num_labels)
     limit, asked = position_limit(model), config.train.max_length
     if limit is not None and asked > limit:
         raise PeftbenchError(
@@ -122,13 +136,19 @@ def _load_base(spec: ModelSpec, labels: tuple[str, ...], pad_id: int, config: Sw
 
 
 def load_datasets(config: SweepConfig) -> dict[str, LabelledSplits]:
-    """Every dataset of the sweep, loaded and checked in order before anything trains, so a typo
-    in the last one costs seconds, not the training of the ones before it."""
-    return {name: _load(config, name) for name in config.dataset}
+    """Every dataset of the sweep, loaded and checked in order before anything trains (its kind of
+    task and ``--metric`` too), so a typo in the last one costs seconds, not the training of the
+    ones before it."""
+    tasks = collect_tasks()
+    return {name: _load(config, name, tasks) for name in config.dataset}
 
 
-def _load(config: SweepConfig, name: str) -> LabelledSplits:
-    return load_splits(DatasetSpec(name, config.dataset_config, config.text_column, config.label_column))
+def _load(config: SweepConfig, name: str, tasks=None) -> LabelledSplits:
+    spec = DatasetSpec(
+        name, config.dataset_config, config.text_column, config.label_column, task=config.task,
+        metric=config.metric,
+    )  # fmt: skip
+    return load_splits(spec, tasks)
 
 
 def build_context(
@@ -141,7 +161,7 @@ def build_context(
     started = time.perf_counter()
     spec = resolve_model(config.model)
     tokenizer = load_tokenizer(spec, config.trust_remote_code)
-    base_model = _load_base(spec, data.label_names, tokenizer.pad_token_id, config)
+    base_model = _load_base(spec, data, tokenizer.pad_token_id, config)
     loaded = time.perf_counter()
     parameter_count = sum(p.numel() for p in base_model.parameters())
     tokenizer_key = tokenizer_fingerprint(tokenizer)
@@ -151,7 +171,7 @@ def build_context(
             tokenizer, getattr(data, name), config.train.max_length, tokenizer_key
         )
     seconds = {"load model": loaded - started, "tokenise": time.perf_counter() - loaded}
-    counts = np.bincount(data.train.labels, minlength=data.num_labels)
+    counts = data.task.label_counts(data.train.labels, data.label_names)
     train_config = config.train.model_copy(update={"precision": placement.precision})
     plan = TrainingPlan(
         total_steps=total_steps(len(tokenized["train"]), train_config),
@@ -169,7 +189,14 @@ def build_context(
         train=tokenized["train"],
         validation=tokenized["validation"],
         test=tokenized["test"],
-        task=TaskInfo(data.num_labels, data.label_names, tuple(int(c) for c in counts), plan),
+        task=TaskInfo(
+            data.num_labels,
+            data.label_names,
+            counts,
+            plan,
+            data.task.name,
+            data.task.constant_outputs(data.train.labels, data.label_names),
+        ),  # fmt: skip
         pad_id=tokenizer.pad_token_id,
         base_model=base_model,
         device=placement.device,

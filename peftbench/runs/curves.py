@@ -19,11 +19,12 @@ import torch
 
 from peftbench.evaluation import EvalResult
 from peftbench.runs.context import SweepContext
-from peftbench.runs.selection import Score, best
+from peftbench.runs.selection import Criterion, Score, best
 from peftbench.train import Checkpoints, TrainStats, checkpoint_steps
 
-#: The series a record's ``curves`` may hold, each a list of ``[step, value]`` pairs.
-CURVES = ("train_loss", "validation_accuracy", "validation_loss")
+#: The series a record's ``curves`` may hold, each a list of ``[step, value]`` pairs:
+#: ``validation_<metric>`` is named by the task's primary metric (``validation_accuracy``, ...).
+CURVES = ("train_loss", "validation_<metric>", "validation_loss")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ValidationCheckpoints:
     checkpoints: int  # how many compete to be kept, the last at ``total``
     patience: int | None = None
     curve_points: int = 0
+    criterion: Criterion = field(default_factory=Criterion)  # the task's primary metric, its direction
     evaluations: list[Evaluation] = field(default_factory=list)
     best_weights: dict[str, torch.Tensor] | None = None  # of the best checkpoint, unless at ``total``
     not_finite: bool = False  # an evaluation had NaN or infinite logits: the run diverged
@@ -84,7 +86,9 @@ class ValidationCheckpoints:
         if not np.isfinite(result.logits).all():
             self.not_finite = True
         before = self.kept
-        evaluation = Evaluation(step, result.accuracy, result.macro_f1, result.loss, selects)
+        criterion = self.criterion
+        evaluation = Evaluation(step, dict(result.scores), result.loss, selects, criterion.metric,
+                                criterion.higher_is_better)  # fmt: skip
         self.evaluations.append(evaluation)
         if selects and model is not None and evaluation.score.beats(before and before.score):
             self.best_weights = None if step >= self.total else trainable_weights(model)
@@ -111,7 +115,7 @@ class ValidationCheckpoints:
             return {}
         curves = {"train_loss": [[step, loss] for step, loss in stats.loss_history]}
         if self.evaluations:
-            curves["validation_accuracy"] = [[e.step, e.accuracy] for e in self.evaluations]
+            curves[self.criterion.key] = [[e.step, e.scores[self.criterion.metric]] for e in self.evaluations]
             curves["validation_loss"] = [[e.step, e.loss] for e in self.evaluations]
         return curves
 

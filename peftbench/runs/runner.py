@@ -74,7 +74,7 @@ def execute_run(
         trainee, where, features = _trainee(ctx, spec, model, record)
         config = ctx.train_config
         checks = ValidationCheckpoints(ctx.task.plan.total_steps, config.checkpoints, config.patience,
-                                       ctx.curve_points)  # fmt: skip
+                                       ctx.curve_points, ctx.criterion)  # fmt: skip
         saved = _continuable(spec, resume)
         if saved is not None:
             trainee.load_state_dict(saved.weights, strict=False)
@@ -84,7 +84,7 @@ def execute_run(
         stats = train(
             trainee, where.train, spec.hp, where.train_config, spec.seed, ctx.device, ctx.pad_id,
             ctx.progress, _step_hooks(spec, model), checks.hook(where, trainee), resume=saved and saved.loop,
-            until=spec.until, keep_state=state_dir is not None,
+            until=spec.until, keep_state=state_dir is not None, objective=ctx.kind.loss,
         )  # fmt: skip
         # A continued run reports the peak of its whole training, not only of the part it did.
         stats.peak_memory_mb = max(stats.peak_memory_mb, peak_memory_mb(ctx.device))
@@ -222,12 +222,15 @@ def _step_hooks(spec: RunSpec, model: torch.nn.Module) -> StepHooks:
 
 
 def _metrics(kept: Evaluation, test: EvalResult | None, stats: TrainStats) -> dict[str, float]:
+    """Every metric of the task on validation at the kept checkpoint (``validation_<name>``) and,
+    for a final run, on test (``<name>``), with the loss on each and the last training loss."""
     metrics = {
         **kept.metrics(),
         "final_train_loss": stats.loss_history[-1][1] if stats.loss_history else float("nan"),
     }
     if test is not None:
-        metrics.update(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss)
+        metrics.update(test.scores)
+        metrics["loss"] = test.loss
     return metrics
 
 

@@ -2,7 +2,8 @@
 
 The run id hashes everything that decides the run's result (model, data and its fingerprint,
 method and where it came from, hyper-parameters, training settings, seed, stage, the step a
-tuning run stops at, peftbench version), so a run that exists complete is never repeated unless
+tuning run stops at, peftbench version, and the kind of task and primary metric where they are not
+single-text classification by accuracy), so a run that exists complete is never repeated unless
 asked to. Where a run continues from (``resume``) is not part of it: continuing a saved training
 state gives exactly what training from the start gives.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from peftbench.methods.base import Method
 from peftbench.plugins import RegisteredMethod
-from peftbench.records import RunRecord, now, run_key
+from peftbench.records import DEFAULT_METRIC, DEFAULT_TASK, RunRecord, now, run_key, task_identity
 from peftbench.runs.context import SweepContext
 from peftbench.settings import train_identity
 from peftbench.version import __version__
@@ -87,13 +88,14 @@ def training_parts(
     """What decides what a run trains, as its run id hashes it (with the stage and ``until``)."""
     return run_parts(
         ctx.model_spec.name, ctx.dataset_name, ctx.dataset_fingerprint, entry.method.name, entry.source, hp,
-        train_settings(ctx, entry.method), seed,
+        train_settings(ctx, entry.method), seed, task=ctx.kind.name, metric=ctx.kind.primary_metric,
     )  # fmt: skip
 
 
 def run_parts(
     model: str, dataset: str, fingerprint: str, method: str, source: str, hp: dict[str, Any],
-    train: dict[str, Any], seed: int, version: str = __version__,
+    train: dict[str, Any], seed: int, version: str = __version__, task: str = DEFAULT_TASK,
+    metric: str = DEFAULT_METRIC,
 ) -> dict[str, Any]:  # fmt: skip
     """The run id's parts from plain values (a record's own fields give its run id back)."""
     return {
@@ -106,6 +108,7 @@ def run_parts(
         "train": train_identity(train),
         "seed": seed,
         "peftbench": version,
+        **task_identity(task, metric),
     }
 
 
@@ -125,6 +128,9 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         budget=spec.budget,
         dataset_fingerprint=ctx.dataset_fingerprint,
         label_names=list(ctx.data.label_names),
+        task=ctx.kind.name,
+        metric=ctx.kind.primary_metric,
+        higher_is_better=ctx.kind.higher_is_better,
         hyperparameters=dict(spec.hp),
         train_config=train_settings(ctx, spec.method),
         environment=ctx.environment,

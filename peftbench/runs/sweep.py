@@ -37,11 +37,12 @@ from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.features import computable_here, compute_features
 from peftbench.runs.search import Search, SearchSetup, Together, make_search
 from peftbench.runs.search.base import combinations, search_space
-from peftbench.runs.selection import SCORE_METRIC, SCORE_NAME
 from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore, Turn
 from peftbench.settings import SweepConfig
+from peftbench.tasks.base import Task
+from peftbench.tasks.metrics import BUILTIN_METRICS, display_metric
 from peftbench.train import checkpoint_steps
 
 Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
@@ -93,6 +94,8 @@ def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> Sw
         cores = HostCores(store.claims, executor, config.progress)
         started = time.perf_counter()
         datasets = load_datasets(config)  # all of them, before the executor starts or anything trains
+        for name, data in datasets.items():
+            refuse_inapplicable(plan, config.methods, data.task, name)
         loaded = time.perf_counter() - started
         try:
             placement = executor.start(config.device, config.train.precision)
@@ -139,6 +142,7 @@ class _Sweep:
         refuse_unsupported([entry.method for entry, _ in plan], ctx.base_model, config.model)
         for step, seconds in ctx.seconds.items():
             self.outcome.seconds[step] = self.outcome.seconds.get(step, 0.0) + seconds
+        plan = [(entry, hp) for entry, hp in plan if entry.method.applies_to(ctx.kind)]
         total, self.budgets = size_methods(ctx, plan, config.budget, config.hp) if config.budget else (0, {})
         sized = self.sized(plan)
         sharing = self.executor.share_devices(ctx)  # before ``parallel`` is read for this dataset
@@ -197,7 +201,7 @@ class _Sweep:
             name, grid, method.hyperparameter_model().model_fields,
             lambda values: method.hyperparameters({**overrides, **values}), spawn,
             tune_seeds(self.seeds, config.tune_seeds), tuple(steps), config.eta, config.first_share,
-            config.extension_limit,
+            config.extension_limit, self.ctx.criterion,
         )  # fmt: skip
         return make_search(config.search, setup)
 
@@ -230,10 +234,10 @@ class _Sweep:
             if tuning is not None:
                 chosen = tuning["chosen"]
                 hp = entry.method.hyperparameters({**self.overrides(name), **chosen})
-                seeds = len(tuning["settings"]["tune_seeds"])
+                seeds, score = len(tuning["settings"]["tune_seeds"]), self.ctx.criterion.name
                 self.say(
                     f"  {self.on(name)}: "
-                    + (f"chose {hp_text(chosen)} on {SCORE_NAME} (mean over {seeds} seeds)" if chosen
+                    + (f"chose {hp_text(chosen)} on {score} (mean over {seeds} seeds)" if chosen
                        else tuning["note"])
                 )  # fmt: skip
             finals += [
@@ -351,14 +355,30 @@ def tune_seeds(seeds: list[int], count: int) -> tuple[int, ...]:
     return tuple(seeds[:count]) + tuple(itertools.islice(extra, max(0, count - len(seeds))))
 
 
+def refuse_inapplicable(plan: Plan, asked: tuple[str, ...], task: Task, dataset: str) -> None:
+    """A method asked for by name that does not apply to a dataset's kind of task is one line
+    before any training (a reference row that does not apply is simply left out there)."""
+    for entry, _ in plan:
+        if entry.method.name in asked and not entry.method.applies_to(task):
+            raise PeftbenchError(
+                f"method '{entry.method.name}' does not apply to {task.name} (dataset '{dataset}'); "
+                "leave it out of --methods for this dataset"
+            )
+
+
 def _summary(record: RunRecord) -> str:
+    """The progress line of a finished run: its primary metric (and the others), time, reload."""
     if record.status != "complete":
         return f"{record.status.upper()}: {record.error}"
-    m, c = record.metrics, record.costs
+    c, metric = record.costs, display_metric(record.metric)
     if record.stage == "tune":
-        return f"{SCORE_NAME} {m[SCORE_METRIC]:.2%}, {c['train_seconds']:.0f} s training"
+        score = metric.text(record.primary_score("validation"))
+        return f"validation {metric.title} {score}, {c['train_seconds']:.0f} s training"
     reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
-    return (
-        f"accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.3f}, "
-        f"{c['train_seconds']:.0f} s training, {reload}"
-    )
+    others = [
+        f"{display_metric(name).title} {display_metric(name).text(value)}"
+        for name, value in record.metrics.items()
+        if name in BUILTIN_METRICS and name != record.metric
+    ]
+    scores = ", ".join([f"{metric.title} {metric.text(record.primary_score())}", *others])
+    return f"{scores}, {c['train_seconds']:.0f} s training, {reload}"

@@ -27,7 +27,7 @@ from peftbench.formatting import hp_text
 from peftbench.methods.base import Method
 from peftbench.records import RunRecord
 from peftbench.runs.search.extension import Extension
-from peftbench.runs.selection import LOSS_METRIC, SCORE_METRIC, SCORE_NAME, Score, ranked
+from peftbench.runs.selection import LOSS_METRIC, Criterion, Score, ranked
 from peftbench.runs.spec import RunSpec
 
 #: Search strategies by name, filled as their modules load (``peftbench.runs.search``).
@@ -62,6 +62,7 @@ class SearchSetup:
     eta: int = 2
     first_share: float = 0.25
     extension_limit: int = 3
+    criterion: Criterion = field(default_factory=Criterion)  # the task's primary metric on validation
 
     @property
     def maximum(self) -> int:
@@ -231,7 +232,7 @@ class Rounds(Search):
         records = [self.records.get(run) for run in candidate.runs[self.round].values()]
         failed = next((r.status for r in records if r is None or r.status != "complete"), None)
         candidate.statuses[self.round] = failed or "complete"
-        scores = [Score.of_metrics(r.metrics) for r in records if r is not None]
+        scores = [self.setup.criterion.score(r.metrics) for r in records if r is not None]
         candidate.scores[self.round] = Score(None) if failed else Score.mean(scores)
 
     def continues(self, seed: int) -> str | None:
@@ -263,7 +264,7 @@ class Rounds(Search):
         result: dict[str, Any] = {
             "search": self.name,
             "settings": settings,
-            "score": SCORE_NAME,
+            "score": self.setup.criterion.name,
             "chosen": dict(self.chosen.values) if self.chosen else {},
             "candidates": rows,
             "rounds": list(self.rounds),
@@ -290,7 +291,7 @@ class Rounds(Search):
         return {
             "hyperparameters": dict(candidate.values),
             "status": candidate.statuses.get(last, "failed"),
-            SCORE_METRIC: score.value,
+            self.setup.criterion.key: score.value,
             LOSS_METRIC: score.loss,
             "step": candidate.steps.get(last),
             "seeds": len(candidate.runs[last]),
