@@ -20,7 +20,8 @@ from peftbench.leaderboard.diagnostics import (
     spread_ratio,
     still_rising,
 )
-from peftbench.leaderboard.report import LEGEND as TABLE_LEGEND
+from peftbench.leaderboard.report import legend
+from peftbench.tasks.metrics import display_metric
 from peftbench.records import RunRecord, read_records
 
 N = 400  # validation and test examples of the constructed runs
@@ -129,7 +130,7 @@ def test_a_row_is_unstable_when_its_seeds_spread_more_than_twice_the_test_error(
 def test_the_committed_lora_on_emotion_row_is_flagged_by_both_rules():
     records = read_records(ROOT / "leaderboard/records/minilm-emotion")
     frame = Leaderboard([r for r in records if r.method == "lora"]).to_frame().set_index("method")
-    assert sorted(frame.loc["lora", "accuracy_per_seed"].values()) == [0.746, 0.7505, 0.8605]
+    assert sorted(frame.loc["lora", "score_per_seed"].values()) == [0.746, 0.7505, 0.8605]
     assert flag(frame, "lora", "unstable") is True
     assert frame.loc["lora", "spread_ratio"] > 7  # SD 6.5 points, test error ~0.9
     assert flag(frame, "lora", "still_improving") is True
@@ -148,7 +149,7 @@ def test_flags_are_in_the_terminal_table_csv_and_legend(flagged):
     markdown = flagged.to_markdown()
     assert "| flags" in markdown
     assert "still improving (3 of 3 seeds); unstable (86.00 / 74.50 / 75.00)" in markdown
-    assert LEGEND in markdown and LEGEND in TABLE_LEGEND
+    assert LEGEND in markdown and LEGEND in legend([display_metric("accuracy")])
     assert "more than 1 standard error" in LEGEND and "more than 2× the standard error" in LEGEND
     frame = pd.read_csv(io.StringIO(flagged.to_csv())).set_index("method")
     assert frame.loc["lora", "still_improving"] and frame.loc["lora", "unstable"]

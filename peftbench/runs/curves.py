@@ -29,21 +29,23 @@ CURVES = ("train_loss", "validation_<metric>", "validation_loss")
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The validation split scored at one step."""
+    """The validation split scored at one step: every metric of the task, the primary first."""
 
     step: int
-    accuracy: float
-    macro_f1: float
+    scores: dict[str, float]
     loss: float
     selects: bool  # a checkpoint (may be kept), not a curve point only
+    metric: str = "accuracy"  # the primary
+    higher_is_better: bool = True
 
     @property
     def score(self) -> Score:
-        return Score.of_metrics(self.metrics())
+        return Criterion(self.metric, self.higher_is_better).score(self.metrics())
 
     def metrics(self) -> dict[str, float]:
-        return {"validation_accuracy": self.accuracy, "validation_macro_f1": self.macro_f1,
-                "validation_loss": self.loss}  # fmt: skip
+        """As the record's ``metrics`` name them: ``validation_<metric>`` and ``validation_loss``."""
+        scores = {f"validation_{name}": value for name, value in self.scores.items()}
+        return {**scores, "validation_loss": self.loss}
 
 
 @dataclass
