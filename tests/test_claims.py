@@ -215,5 +215,7 @@ def assert_adapters_reload_to_the_recorded_predictions(out: Path, records: list[
         base = peftbench.models.load_model(spec, data.label_names, record.seed, tokenizer.pad_token_id)
         method = registry.get(record.method).method
         model = method.load(base, out / record.adapter_path, None, record.hyperparameters)
-        result = evaluate_model(model, test, 2, 128, torch.device("cpu"), tokenizer.pad_token_id)
+        result = evaluate_model(
+            model, test, data.task, data.label_names, 128, torch.device("cpu"), tokenizer.pad_token_id
+        )
         assert result.predictions.tolist() == record.predictions, record.run_id

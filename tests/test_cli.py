@@ -63,7 +63,7 @@ def test_a_method_that_cannot_train_the_model_is_refused_in_one_line_before_trai
 def test_python_dash_m_peftbench_is_the_command_line():
     done = subprocess.run([sys.executable, "-m", "peftbench", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("usage: peftbench ")
-    assert "{methods,run,leaderboard,docs}" in done.stdout
+    assert "{methods,tasks,run,leaderboard,docs}" in done.stdout
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):

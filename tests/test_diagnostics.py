@@ -21,8 +21,8 @@ from peftbench.leaderboard.diagnostics import (
     still_rising,
 )
 from peftbench.leaderboard.report import legend
-from peftbench.tasks.metrics import display_metric
 from peftbench.records import RunRecord, read_records
+from peftbench.tasks.metrics import display_metric
 
 N = 400  # validation and test examples of the constructed runs
 

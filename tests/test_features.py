@@ -171,7 +171,7 @@ def test_the_feature_trained_head_reloads_and_predicts_as_the_full_model(context
     through_model = ctx.evaluate(model, ctx.validation)
     assert np.array_equal(on_features.predictions, through_model.predictions)
     np.testing.assert_allclose(on_features.logits, through_model.logits, rtol=1e-5, atol=1e-6)
-    assert record.metrics["validation_accuracy"] == through_model.accuracy
+    assert record.metrics["validation_accuracy"] == through_model.scores["accuracy"]
 
 
 def test_seeds_give_their_own_heads_and_a_seed_repeats_exactly(context, tmp_path):

@@ -17,9 +17,10 @@ from peftbench.models import load_base_model, load_tokenizer, resolve_model, see
 from peftbench.plugins import collect_methods
 from peftbench.runs.runner import refuse_pickles
 from peftbench.settings import TrainConfig
+from peftbench.tasks.classification import Classification
 from peftbench.train import StepHooks, train
 
-LABELS = ("bad", "good")
+KIND, LABELS = Classification(), ("bad", "good")  # the keyword task the probes train on
 CPU = torch.device("cpu")
 STEPS = 2
 METHODS = collect_methods().names()
@@ -62,20 +63,20 @@ def probe(method, base, data, folder) -> str | None:
             still = [n for n, p in model.named_parameters() if n in trained and torch.equal(p, trained[n])]
             if still or not trained:
                 return f"trains nothing, or not {still[:2]}"
-        logits = evaluate_model(model, test, 2, 16, CPU, pad).logits
-        alone = evaluate_model(model, test, 2, 1, CPU, pad).logits
+        logits = evaluate_model(model, test, KIND, LABELS, 16, CPU, pad).logits
+        alone = evaluate_model(model, test, KIND, LABELS, 1, CPU, pad).logits
         if not np.allclose(logits, alone, atol=1e-4):
             return f"padding changes its logits by {np.abs(logits - alone).max():.2g}"
         method.save(model, folder)
         refuse_pickles(folder)
         torch.manual_seed(0)
         loaded = method.load(seeded_copy(base, 0), folder, task, hp)
-        again = evaluate_model(loaded, test, 2, 16, CPU, pad).logits
+        again = evaluate_model(loaded, test, KIND, LABELS, 16, CPU, pad).logits
         if not (np.array_equal(logits.argmax(1), again.argmax(1)) and np.allclose(logits, again, atol=1e-4)):
             return f"reloads to other logits (by {np.abs(logits - again).max():.2g})"
         merged = method.merge(loaded)
         if merged is not None:
-            after = evaluate_model(merged, test, 2, 16, CPU, pad).logits
+            after = evaluate_model(merged, test, KIND, LABELS, 16, CPU, pad).logits
             if not np.allclose(after, again, atol=1e-3):
                 return f"merges to other logits (by {np.abs(after - again).max():.2g})"
     except Exception as error:  # noqa: BLE001 - what the cell says

@@ -318,3 +318,22 @@ def test_two_kinds_with_one_name_is_an_error_naming_both_sources(register_plugin
         match="two tasks are named 'regression': one from built-in, one from peftbench-clash 1.0",
     ):
         collect_tasks()
+
+
+def test_a_metric_where_lower_is_better_keeps_the_lowest_checkpoint_and_tunes_to_the_lowest(tmp_path):
+    """--metric mse: the checkpoint a run keeps and the candidate a search picks are those with the
+    lowest validation MSE, as the records' own curves and candidate rows show."""
+    peftbench.run(
+        model="tiny-gpt2", dataset=str(write_splits(tmp_path / "sts", similarity_row)), methods=["lora"],
+        metric="mse", max_steps=8, checkpoints=4, tune=True, tune_seeds=1, seeds=[0], search="grid",
+        references=False, out=tmp_path / "runs", progress=False, measure_inference=False,
+    )  # fmt: skip
+    final = next(r for r in read_records(tmp_path / "runs") if r.stage == "final")
+    assert (final.metric, final.higher_is_better) == ("mse", False)
+    curve = dict(map(tuple, final.curves["validation_mse"]))
+    assert final.training["kept_step"] == min(curve, key=lambda step: (curve[step], step))
+    assert final.metrics["validation_mse"] == curve[final.training["kept_step"]]
+    candidates = final.tuning["candidates"]
+    assert final.tuning["score"] == "validation MSE" and len(candidates) >= 3
+    best = min(candidates, key=lambda c: c["validation_mse"])
+    assert final.tuning["chosen"] == best["hyperparameters"]

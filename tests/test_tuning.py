@@ -114,16 +114,19 @@ def test_a_search_space_that_breaks_a_rule_is_refused_when_the_method_registers(
 
 
 def test_the_best_candidate_follows_the_metric_direction_and_a_missing_loss_never_wins_a_tie():
-    from peftbench.tuning import best_candidate
+    from peftbench.runs.selection import Criterion, best
 
     def row(score, loss, status="complete"):
         return {"status": status, "validation_mse": score, "validation_loss": loss, "hyperparameters": {}}
 
+    def pick(rows, higher_is_better):
+        criterion = Criterion("mse", higher_is_better)
+        return best([r for r in rows if r["status"] == "complete"], criterion.score)
+
     rows = [row(0.30, 0.30), row(0.10, None), row(0.10, 0.20), row(0.05, 0.1, status="failed")]
-    assert (
-        best_candidate(rows, "validation_mse", higher_is_better=False) is rows[2]
-    )  # lowest; tie: lower loss
-    assert best_candidate(rows, "validation_mse", higher_is_better=True) is rows[0]
+    assert pick(rows, higher_is_better=False) is rows[2]  # lowest; tie: lower loss
+    assert pick(rows, higher_is_better=True) is rows[0]
     tie = [row(0.5, None), row(0.5, 0.9), row(0.5, 0.9)]
-    assert best_candidate(tie, "validation_mse", higher_is_better=True) is tie[1]  # then the earlier one
-    assert best_candidate([row(float("nan"), 0.1)], "validation_mse", True) is None
+    assert pick(tie, higher_is_better=True) is tie[1]  # then the earlier one
+    assert pick([row(float("nan"), 0.1)], True) is None
+    assert Criterion("mse", False).name == "validation MSE" and Criterion().key == "validation_accuracy"

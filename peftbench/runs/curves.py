@@ -67,8 +67,10 @@ class ValidationCheckpoints:
 
     @property
     def kept(self) -> Evaluation | None:
-        """The best checkpoint so far (ties: the earlier)."""
-        return _best([e for e in self.evaluations if e.selects])
+        """The best checkpoint so far (ties: the earlier); where no checkpoint has a score (a
+        correlation of constant predictions is undefined), the last one."""
+        selecting = [e for e in self.evaluations if e.selects]
+        return _best(selecting) or (selecting[-1] if selecting else None)
 
     def hook(self, ctx: SweepContext, model: torch.nn.Module) -> Checkpoints:
         """What the training loop calls: evaluate, keep the best checkpoint's weights, say when to stop."""
