@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import psutil
 import torch
 
 from peftbench.errors import PeftbenchError
@@ -68,22 +69,47 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
 
 @dataclass
 class MachineLoad:
-    """How busy the machine was while a run went on, for telling honest timings from disturbed ones:
-    the 1-minute load average when the run started and when it ended (``os.getloadavg``; the run's own
-    threads count in it), and this process's CPU seconds per wall second over the run (the cores'
-    worth the run itself kept busy). Started when made; ``costs()`` reads the end."""
+    """How busy the machine was while a run went on, for telling honest timings from disturbed ones.
+
+    - ``other_cpu_share``: the cores' worth of CPU that other processes used over the run: the
+      machine's busy CPU seconds (``psutil.cpu_times``: user, nice, system, interrupts; not idle,
+      I/O wait or time stolen by a hypervisor) less this process's, per wall second. It is what
+      decides (``peftbench.leaderboard.diagnostics.other_load``): exact over the run, with no lag.
+    - ``process_cpu_share``: this process's CPU seconds per wall second (the cores' worth the run
+      itself kept busy).
+    - ``load_average_start``, ``load_average_end``: the 1-minute load average when the run started
+      and ended (``os.getloadavg``; it counts the run's own threads and lags by about a minute, so
+      it is kept for reading, not for deciding).
+
+    Started when made; ``costs()`` reads the end.
+    """
 
     load_start: float | None = field(default_factory=lambda: _load_average())
+    busy_start: float | None = field(default_factory=lambda: _busy_cpu_seconds())
     cpu_start: float = field(default_factory=time.process_time)
     wall_start: float = field(default_factory=time.perf_counter)
 
     def costs(self) -> dict[str, float]:
         wall = time.perf_counter() - self.wall_start
-        load_end = _load_average()
-        costs = {"process_cpu_share": (time.process_time() - self.cpu_start) / wall if wall > 0 else 0.0}
+        own = time.process_time() - self.cpu_start
+        load_end, busy_end = _load_average(), _busy_cpu_seconds()
+        costs = {"process_cpu_share": own / wall if wall > 0 else 0.0}
+        if self.busy_start is not None and busy_end is not None and wall > 0:
+            costs["other_cpu_share"] = max(0.0, (busy_end - self.busy_start - own) / wall)
         if self.load_start is not None and load_end is not None:
             costs.update(load_average_start=self.load_start, load_average_end=load_end)
         return costs
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every core of the machine has spent working since boot (not idle, waiting for
+    I/O or stolen); ``None`` where psutil cannot tell."""
+    try:
+        times = psutil.cpu_times()
+    except (OSError, RuntimeError, AttributeError):
+        return None
+    idle = sum(getattr(times, name, 0.0) for name in ("idle", "iowait", "steal", "guest", "guest_nice"))
+    return sum(times) - idle
 
 
 def _load_average() -> float | None:

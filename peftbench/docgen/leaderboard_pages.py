@@ -164,10 +164,18 @@ def _curves_block(table: Table, prefix: str = "plots/") -> str:
     return "\n\n".join([note, *images])
 
 
+def _load_text(other: float | None) -> str:
+    """A run's other load in cores, marked where it exceeds the limit (``diagnostics``)."""
+    shown = number(other, ".2f")
+    under = shown and other > diagnostics.OTHER_LOAD_LIMIT
+    return f"{shown} {diagnostics.UNDER_LOAD}" if under else shown
+
+
 def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) -> str:
     headers = [
         "seed", "status", f"test {metric.header}", *(m.header for m in others), f"validation {metric.header}",
-        "train s", "samples/s", "peak MB", "adapter KB", "reload identical", "finished", "error",
+        "train s", "samples/s", "other load", "peak MB", "adapter KB", "reload identical", "finished",
+        "error",
     ]  # fmt: skip
     rows = []
     for record in records:
@@ -181,6 +189,7 @@ def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) 
             (metric.number(record.primary_score("validation")), _number(record.primary_score("validation"))),
             (number(c.get("train_seconds"), ".1f"), _number(c.get("train_seconds"))),
             (number(c.get("train_samples_per_second"), ".1f"), _number(c.get("train_samples_per_second"))),
+            (_load_text(c.get("other_cpu_share")), _number(c.get("other_cpu_share"))),
             (number(c.get("peak_memory_mb"), ",.0f"), _number(c.get("peak_memory_mb"))),
             (number(c.get("adapter_bytes"), ",.1f", 1 / 1024), _number(c.get("adapter_bytes"))),
             ("" if reload is None else ("yes" if reload else "NO"), None),

@@ -45,12 +45,17 @@ class Column:
     sort: str | None = "name"  # the frame column its cells sort by ("name": its own; None: none)
     untrusted: bool = False  # text from plugins and records (names, sources, values): escape it
     optional: bool = False  # shown only where some row has a value
+    timing: bool = False  # a time or speed: marked where measured under other load (``diagnostics``)
 
     def shown(self, row: Any, metric: Metric) -> str:
         """This column's plain (unescaped) text in one row of the frame."""
         if self.text is not None:
             return self.text(row, metric)
-        return number(getattr(row, self.name), self.spec, self.scale)
+        shown = number(getattr(row, self.name), self.spec, self.scale)
+        under = getattr(row, "timed_under_load", pd.NA)
+        if shown and self.timing and not pd.isna(under) and bool(under):
+            return f"{shown} {diagnostics.UNDER_LOAD}"
+        return shown
 
     @property
     def sorted_by(self) -> str | None:
@@ -144,10 +149,22 @@ COLUMNS = [
         sort=None,
         optional=True,
     ),  # fmt: skip
-    _cost("train_seconds", "train s", "train_seconds", ".1f", views=frozenset({DEFAULT, ALL, SITE, INDEX})),
-    _cost("feature_seconds", "features s", "feature_seconds", ".1f", optional=True),
+    _cost(
+        "train_seconds",
+        "train s",
+        "train_seconds",
+        ".1f",
+        views=frozenset({DEFAULT, ALL, SITE, INDEX}),
+        timing=True,
+    ),
+    _cost("feature_seconds", "features s", "feature_seconds", ".1f", optional=True, timing=True),
     Column(
-        "samples_per_second", "samples/s", "costs.train_samples_per_second", spec=".1f", higher_is_better=True
+        "samples_per_second",
+        "samples/s",
+        "costs.train_samples_per_second",
+        spec=".1f",
+        higher_is_better=True,
+        timing=True,
     ),
     Column(
         "tokens_per_second",
@@ -155,9 +172,10 @@ COLUMNS = [
         "costs.train_tokens_per_second",
         spec=",.0f",
         higher_is_better=True,
+        timing=True,
         views=frozenset({ALL}),
     ),  # fmt: skip
-    _cost("eval_seconds", "eval s", "eval_seconds", ".1f", views=frozenset({ALL})),
+    _cost("eval_seconds", "eval s", "eval_seconds", ".1f", views=frozenset({ALL}), timing=True),
     _cost("peak_memory_mb", "peak MB", "peak_memory_mb", ",.0f", views=frozenset({ALL, SITE, INDEX})),
     Column(
         "mfu",
@@ -166,20 +184,24 @@ COLUMNS = [
         spec=".1f",
         scale=100,
         higher_is_better=True,
+        timing=True,
         views=frozenset({ALL}),
         optional=True,
     ),  # fmt: skip
     _cost("adapter_bytes", "adapter KB", "adapter_bytes", ",.1f", 1 / 1024, dtype="Int64"),
-    _cost("adapter_load_seconds", "load ms", "adapter_load_seconds", ",.1f", 1000),
-    _cost("latency_ms", "latency ms", "latency_ms", ",.2f", views=frozenset({DEFAULT, ALL, SITE})),
-    _cost("merged_latency_ms", "merged latency ms", "merged_latency_ms", ",.2f"),
-    Column("throughput", "throughput/s", "costs.throughput", spec=",.0f", higher_is_better=True),
+    _cost("adapter_load_seconds", "load ms", "adapter_load_seconds", ",.1f", 1000, timing=True),
+    _cost(
+        "latency_ms", "latency ms", "latency_ms", ",.2f", views=frozenset({DEFAULT, ALL, SITE}), timing=True
+    ),
+    _cost("merged_latency_ms", "merged latency ms", "merged_latency_ms", ",.2f", timing=True),
+    Column("throughput", "throughput/s", "costs.throughput", spec=",.0f", higher_is_better=True, timing=True),
     Column(
         "merged_throughput",
         "merged throughput/s",
         "costs.merged_throughput",
         spec=",.0f",
         higher_is_better=True,
+        timing=True,
     ),  # fmt: skip
     Column(
         "reload_identical",
@@ -188,6 +210,13 @@ COLUMNS = [
         dtype="boolean",
         text=_reload,
         sort=None,
+    ),  # fmt: skip
+    Column(
+        "other_load",
+        "other load",
+        spec=".2f",
+        views=frozenset({ALL, SITE}),
+        optional=True,
     ),  # fmt: skip
     Column("tuned", "tuned", dtype="string", text=_plain("tuned"), sort=None, untrusted=True),
     Column("source", "source", dtype="string", text=_plain("source"), sort=None, untrusted=True),

@@ -24,6 +24,12 @@ the standard deviation of its seeds' test scores (the table's metric) is more th
 (the root mean square over its seeds, ``stats.bootstrap_standard_error``); the per-seed values are
 shown with it.
 
+Timings measured under other load: a run's record keeps the cores' worth of CPU other processes
+used while it ran (``costs.other_cpu_share``, ``environment.MachineLoad``). Where some completed
+run of a row had more than ``OTHER_LOAD_LIMIT`` of it, every timing of the row (seconds,
+throughput, latency) is marked ``UNDER_LOAD``: it is not comparable with timings taken on an
+otherwise idle machine, and it is shown, not hidden or silently mixed with the others.
+
 Rows without what a rule needs (one seed; no curves, as in records older than learning curves
 or methods that train nothing; no per-example test results) are not judged: ``<NA>``, no flag.
 """
@@ -58,9 +64,15 @@ _EXACT = 1e-15
 #: standard error, a spread of exactly twice the error, are not flagged).
 _ROUNDING = 1e-9
 
-#: The frame's diagnostic columns and their dtypes (``rising_per_seed``: seed -> still rising).
+#: A row's timings are marked when another process kept more than this many cores' worth busy
+#: during one of its runs (half a core: on two cores, a quarter of the machine).
+OTHER_LOAD_LIMIT = 0.5
+UNDER_LOAD = "†"
+
+#: The frame's diagnostic columns and their dtypes (``rising_per_seed``: seed -> still rising;
+#: ``other_load``: the most other processes used during one of the row's runs, in cores).
 COLUMNS = {"still_improving": "boolean", "rising_per_seed": "object", "unstable": "boolean",
-           "spread_ratio": "Float64"}  # fmt: skip
+           "spread_ratio": "Float64", "other_load": "Float64", "timed_under_load": "boolean"}  # fmt: skip
 
 LEGEND = (
     f"{STILL_IMPROVING} (a flag): most seeds (more than half of those with two or more validation "
@@ -72,6 +84,20 @@ LEGEND = (
     "(for accuracy √(p(1−p)/n)): the seeds disagree by more than the test set can resolve, so the mean "
     "hides which result a run gets"
 )
+
+LOAD_LEGEND = (
+    f"{UNDER_LOAD} after a timing: one of the row's runs was measured while other processes kept more "
+    f"than {OTHER_LOAD_LIMIT:g} core's worth of CPU busy (other load, in its record): not comparable "
+    "with timings on an otherwise idle machine"
+)
+
+
+def load_columns(other_load: list[float | None]) -> dict[str, Any]:
+    """A row's load columns from its completed runs' ``other_cpu_share`` (``None``: not measured,
+    records before 0.4): the most, and whether its timings are marked."""
+    measured = [value for value in other_load if value is not None and not pd.isna(value)]
+    most = max(measured) if measured else math.nan
+    return {"other_load": most, "timed_under_load": most > OTHER_LOAD_LIMIT if measured else pd.NA}
 
 
 def examples_behind(values: Iterable[float]) -> int | None:

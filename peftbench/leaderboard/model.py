@@ -45,6 +45,7 @@ BASE_RUN_COLUMNS = {
     "score": "Float64",  # the primary metric on test
     "validation_score": "Float64",  # the primary metric on validation
     "loss": "Float64",
+    "other_load": "Float64",  # cores' worth of CPU other processes used during the run
     **{column.name: column.dtype for column in COLUMNS if column.source},
     "tuned": "string",
     "budget": "string",
@@ -194,6 +195,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord], metrics: lis
         row[column] = done[column].astype(float).mean() if len(done) else np.nan
     row["_outcomes"] = outcomes(records)
     row.update(_diagnose(records, row))
+    row.update(diagnostics.load_columns(done["other_load"].tolist()))
     return row
 
 
@@ -304,6 +306,7 @@ def _run_row(record: RunRecord, label: str, metrics: list[str]) -> dict[str, Any
         "score": record.primary_score(),
         "validation_score": record.primary_score("validation"),
         "loss": record.metrics.get("loss"),
+        "other_load": record.costs.get("other_cpu_share"),
         **{name: record.metrics.get(name) for name in metrics},
         **{column.name: _value(record, column.source) for column in COLUMNS if column.source},
         "tuned": hp_text(chosen, edge_notes(record.tuning)),

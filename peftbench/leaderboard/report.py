@@ -48,7 +48,7 @@ def legend(metrics: list[Metric]) -> str:
         "(at bound): the tuned value is the end of the range its key may be searched in; (at limit): "
         "the search stopped extending at the extension limit with the best value at the edge of those "
         "tried; (grid edge, records before 0.4): the tuned value is the end of the values tried; "
-        f"{diagnostics.LEGEND}; "
+        f"{diagnostics.LEGEND}; {diagnostics.LOAD_LEGEND}; "
         "features s: the one pass of the frozen model over train and validation that the runs of methods "
         "training on its features share (computed once per dataset and sweep, not in train s, which is "
         "then the head's training alone); "
