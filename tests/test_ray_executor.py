@@ -174,6 +174,7 @@ def test_a_ray_sweep_resumes_a_local_one_by_skipping_every_finished_run(both, ke
     assert len(board.records) == len(before)
 
 
+@pytest.mark.slow  # a minute on two cores; the failure path is covered locally too
 def test_a_task_killed_mid_run_is_recorded_as_failed_and_the_others_complete(cluster, keyword_data, tmp_path):
     with registered(SuddenDeathPlugin()):
         board = sweep(keyword_data, tmp_path, ["sudden_death", "lora"], executor="ray")
@@ -211,6 +212,7 @@ def test_a_forced_rerun_whose_worker_dies_keeps_the_earlier_record_and_adapter(
     assert sorted(p.name for p in (tmp_path / "runs" / "adapters").iterdir()) == [done.run_id]  # no staging
 
 
+@pytest.mark.slow  # a minute on two cores; the failure path is covered locally too
 def test_reference_rows_whose_adapter_is_an_empty_folder_complete_on_ray(cluster, keyword_data, tmp_path):
     """The untuned baseline saves nothing: its (empty) adapter folder still travels and is kept."""
     board = peftbench.run(
