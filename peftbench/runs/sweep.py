@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftbench.errors import PeftbenchError
 from peftbench.formatting import hp_text
 from peftbench.methods.support import refuse_unsupported
 from peftbench.plugins import MethodRegistry, RegisteredMethod, collect_methods
@@ -35,17 +34,15 @@ from peftbench.runs.context import Placement, SweepContext, build_context, load_
 from peftbench.runs.cores import HostCores
 from peftbench.runs.executors import Executor, get_executor
 from peftbench.runs.features import computable_here, compute_features
+from peftbench.runs.plan import Plan, plan_runs, refuse_inapplicable
 from peftbench.runs.search import Search, SearchSetup, Together, make_search
-from peftbench.runs.search.base import combinations, search_space
-from peftbench.runs.sizing import budget_line, refuse_conflicts, size_methods
+from peftbench.runs.search.base import search_space
+from peftbench.runs.sizing import budget_line, size_methods
 from peftbench.runs.spec import RunSpec, make_spec
 from peftbench.runs.store import ResultStore, Turn
 from peftbench.settings import SweepConfig
-from peftbench.tasks.base import Task
 from peftbench.tasks.metrics import BUILTIN_METRICS, display_metric
 from peftbench.train import checkpoint_steps
-
-Plan = list[tuple[RegisteredMethod, dict[str, Any]]]
 
 
 @dataclass
@@ -62,26 +59,6 @@ class SweepOutcome:
     #: each run's own phases are in its record (``train_seconds``, ``evaluate_seconds``, ...).
     seconds: dict[str, float] = field(default_factory=dict)
     runs_per_device: int = 1  # how many runs shared each device
-
-
-def plan_runs(config: SweepConfig, registry: MethodRegistry) -> Plan:
-    """The (method, resolved hyper-parameters) pairs of the sweep; raises on any bad input."""
-    entries = [registry.get(name) for name in config.methods]
-    if config.references:
-        asked = set(config.methods)
-        always = [e for e in registry.entries() if e.method.always_run and e.method.name not in asked]
-        entries = always + entries
-    for method in config.hp:
-        if method not in {e.method.name for e in entries}:
-            registry.get(method)  # unknown names get the list of known ones
-            raise PeftbenchError(f"hyper-parameters given for '{method}', which is not in --methods")
-    refuse_conflicts(config.budget, entries, config.hp)
-    plan = [(e, e.method.hyperparameters(config.hp.get(e.method.name))) for e in entries]
-    for entry, _ in plan if config.tune else ():  # every candidate checked now, rules between keys too
-        overrides = config.hp.get(entry.method.name, {})
-        for values in combinations(search_space(entry.method, overrides)):
-            entry.method.hyperparameters({**overrides, **values})
-    return plan
 
 
 def run_sweep(config: SweepConfig, registry: MethodRegistry | None = None) -> SweepOutcome:
@@ -355,30 +332,21 @@ def tune_seeds(seeds: list[int], count: int) -> tuple[int, ...]:
     return tuple(seeds[:count]) + tuple(itertools.islice(extra, max(0, count - len(seeds))))
 
 
-def refuse_inapplicable(plan: Plan, asked: tuple[str, ...], task: Task, dataset: str) -> None:
-    """A method asked for by name that does not apply to a dataset's kind of task is one line
-    before any training (a reference row that does not apply is simply left out there)."""
-    for entry, _ in plan:
-        if entry.method.name in asked and not entry.method.applies_to(task):
-            raise PeftbenchError(
-                f"method '{entry.method.name}' does not apply to {task.name} (dataset '{dataset}'); "
-                "leave it out of --methods for this dataset"
-            )
-
-
 def _summary(record: RunRecord) -> str:
     """The progress line of a finished run: its primary metric (and the others), time, reload."""
     if record.status != "complete":
         return f"{record.status.upper()}: {record.error}"
-    c, metric = record.costs, display_metric(record.metric)
+    seconds = f"{record.costs['train_seconds']:.0f} s training"
     if record.stage == "tune":
-        score = metric.text(record.primary_score("validation"))
-        return f"validation {metric.title} {score}, {c['train_seconds']:.0f} s training"
+        return f"validation {_score(record.metric, record.primary_score('validation'))}, {seconds}"
     reload = "reload identical" if record.reload.get("predictions_identical") else "RELOAD DIFFERS"
-    others = [
-        f"{display_metric(name).title} {display_metric(name).text(value)}"
-        for name, value in record.metrics.items()
-        if name in BUILTIN_METRICS and name != record.metric
-    ]
-    scores = ", ".join([f"{metric.title} {metric.text(record.primary_score())}", *others])
-    return f"{scores}, {c['train_seconds']:.0f} s training, {reload}"
+    others = [_score(name, value) for name, value in record.metrics.items()
+              if name in BUILTIN_METRICS and name != record.metric]  # fmt: skip
+    scores = ", ".join([_score(record.metric, record.primary_score()), *others])
+    return f"{scores}, {seconds}, {reload}"
+
+
+def _score(name: str, value: float | None) -> str:
+    """``accuracy 80.00%``; ``Spearman ρ undefined`` where the metric is (constant predictions)."""
+    metric = display_metric(name)
+    return f"{metric.title} {metric.text(value) or 'undefined'}"
