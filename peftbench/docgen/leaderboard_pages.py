@@ -197,6 +197,9 @@ def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) 
             (record.error or "", None),
         ]
         rows.append([cell(text, sort) for text, sort in values])
+    if not any("other_cpu_share" in record.costs for record in records):  # not measured before 0.4
+        where = headers.index("other load")
+        headers, rows = headers[:where] + headers[where + 1 :], [r[:where] + r[where + 1 :] for r in rows]
     return html_table(headers, rows, sortable=True, label="per-seed values")
 
 
