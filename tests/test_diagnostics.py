@@ -166,3 +166,27 @@ def test_flags_are_on_the_site_page_with_each_seeds_verdict(flagged):
     assert "validation still rising at the end: seed 0 yes, seed 1 yes, seed 2 yes" in page
     assert "spread over seeds: 0.0× the test set&#x27;s standard error" in page  # ia3: no flags
     assert "no flags" in page
+
+
+def test_the_spread_rule_reads_the_tables_metric_not_accuracy():
+    """For F1 (not a mean of per-example values) the standard error is the F1's own over resampled
+    test examples; for MSE it is the closed form of a mean. Both give the spread ratio its noise."""
+    from sklearn.metrics import f1_score
+
+    from peftbench.leaderboard.stats import Outcomes, bootstrap_standard_error
+    from peftbench.tasks.metrics import find_metric
+
+    rng = np.random.default_rng(3)
+    references = rng.integers(0, 2, 300)
+    predictions = np.stack(
+        [np.where(rng.random(300) < share, references, 1 - references) for share in (0.8, 0.7)]
+    )
+    f1 = Outcomes(predictions, references, find_metric("f1"))
+    draws = rng.integers(0, 300, size=(600, 300))
+    by_hand = [np.std([f1_score(references[d], row[d]) for d in draws]) for row in predictions]
+    assert bootstrap_standard_error(f1) == pytest.approx(by_hand, rel=0.1)
+    values = rng.random((2, 300))
+    mse = Outcomes(values, np.zeros(300), find_metric("mse"))
+    assert bootstrap_standard_error(mse) == pytest.approx((values**2).std(axis=1) / math.sqrt(300))
+    per_seed = [f1_score(references, row) for row in predictions]
+    assert spread_ratio(per_seed, f1) > 0 and math.isnan(spread_ratio(per_seed[:1], f1))
