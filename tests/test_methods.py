@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import peftbench
+import peftbench.train
 from conftest import keyword_folder
 from fake_plugins import MethodsPlugin
 from peftbench.batching import tokenize_split

@@ -22,13 +22,17 @@ from peftbench_peft_extras._common import SEQ_CLS, TargetedHyperparameters, comp
 class Delora(PeftMethod):
     name = "delora"
     description = "LoRA with normalised factors and a learned bound on the update's norm (Bini et al., 2025)."
-    search_space = {"learning_rate": [3e-3, 1e-2, 3e-2, 1e-1]}
-    search_space_source = comparison_rate("1e-3; peft's DeLoRA docs: 10-100x LoRA's")
+    search_space = {"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]}
+    search_space_source = (
+        "peft's comparison trains it at 1e-3 (Llama-3.2-3B, MetaMathQA) and its DeLoRA docs advise 10-100x "
+        "LoRA's rate, but on MiniLM x rotten_tomatoes 1e-2 stayed at chance where 1e-3 reached 81.6% "
+        "(one seed, one epoch): from 1e-3 to 3e-2, with the default at 1e-3"
+    )
     size_key = "r"
     unsupported = {"gpt2": conv1d_reason("DeLoRA")}
 
     class Hyperparameters(TargetedHyperparameters):
-        learning_rate: float = learning_rate_field(1e-2)
+        learning_rate: float = learning_rate_field(1e-3)
         r: int = Field(8, ge=1, description="rank of the low-rank update")
         delora_lambda: float = Field(
             15.0, gt=0, description="initial bound on the update's Frobenius norm (trained from there)"
