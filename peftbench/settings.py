@@ -9,8 +9,6 @@ its run id); ``SweepConfig`` says what to run, on what, and where the results go
 from __future__ import annotations
 
 import numbers
-import os
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,12 +17,11 @@ from pydantic.fields import FieldInfo
 
 from peftbench.budget import Budget, parse_budget
 from peftbench.errors import PeftbenchError, UnknownNameError
+from peftbench.setting_values import dataset_names, method_names, parse_hp_overrides, seed_list
 from peftbench.validation import Real, Refusal, Whole, range_hint, refusal, type_words
 
 #: More epochs than this is a typo (``--epochs 1e9`` would plan a billion epochs of batches).
 MAX_EPOCHS = 1000
-#: torch, numpy and CUDA generators all take a 32-bit seed.
-SEED_LIMIT = 2**32
 #: Numeric precision of a run (``peftbench.precision`` applies it): auto picks bf16 where native.
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -96,83 +93,6 @@ def train_identity(train: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in train.items() if key not in NEUTRAL or NEUTRAL[key] != value}
 
 
-def _method_names(value: Any) -> tuple[str, ...]:
-    """``"lora,ia3"`` or ``["lora", "ia3"]``: each name once."""
-    names = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)
-    if not names or names == [""]:
-        raise PeftbenchError("no methods given: pass at least one, e.g. --methods lora")
-    twice = next((name for name in names if names.count(name) > 1), None)
-    if twice is not None:
-        raise PeftbenchError(f"method '{twice}' is named twice in --methods: name each method once")
-    return tuple(names)
-
-
-def _dataset_names(value: Any) -> tuple[str, ...]:
-    """``"rotten_tomatoes,emotion"`` or ``["rotten_tomatoes", "emotion"]`` (a ``Path`` is one dataset):
-    each dataset once, in order."""
-    if isinstance(value, str):
-        names = [part.strip() for part in value.split(",")]
-    else:
-        items = [value] if isinstance(value, os.PathLike) or not isinstance(value, Iterable) else value
-        names = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in items]
-    wrong = next((name for name in names if not isinstance(name, str)), None)
-    if wrong is not None:
-        raise PeftbenchError(f"dataset {wrong!r} is not a name or path: pass e.g. --dataset rotten_tomatoes")
-    if not [name for name in names if name]:
-        raise PeftbenchError("no dataset given: pass one or more, e.g. --dataset rotten_tomatoes,emotion")
-    if "" in names:
-        raise PeftbenchError("an empty dataset name in --dataset: separate datasets with single commas")
-    twice = next((name for name in names if names.count(name) > 1), None)
-    if twice is not None:
-        raise PeftbenchError(f"dataset '{twice}' is named twice in --dataset: name each dataset once")
-    return tuple(names)
-
-
-def _seeds(value: Any) -> tuple[int, ...]:
-    """``"0,1,2"``, ``[0, 1, 2]`` or ``3`` (one seed): non-negative, below 2**32, each once."""
-    if isinstance(value, str):
-        parsed = []
-        for part in (part.strip() for part in value.split(",")):
-            try:
-                parsed.append(int(part))
-            except ValueError:
-                raise PeftbenchError(f"seed '{part}' is not an integer: write --seeds 0,1,2") from None
-        value = parsed
-    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = [value]
-    seeds = []
-    for seed in value:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise PeftbenchError(f"seed {seed!r} is not a non-negative integer")
-        if seed >= SEED_LIMIT:
-            raise PeftbenchError(f"seed {seed} is too large: use one below 2**32 ({SEED_LIMIT})")
-        seeds.append(int(seed))
-    if not seeds:
-        raise PeftbenchError("no seeds given: pass at least one, e.g. --seeds 0")
-    return tuple(dict.fromkeys(seeds))
-
-
-def parse_hp_overrides(items: Iterable[str] | Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict]:
-    """``["lora.r=16", "ia3.learning_rate=0.01"]`` (or an already nested dict) -> nested dict."""
-    if items is None:
-        return {}
-    if isinstance(items, Mapping):
-        return {method: dict(values) for method, values in items.items()}
-    nested: dict[str, dict[str, Any]] = {}
-    for item in [items] if isinstance(items, str) else items:
-        target, sep, value = item.partition("=")
-        method, dot, key = target.strip().partition(".")
-        if not (sep and dot and method and key):
-            raise PeftbenchError(
-                f"bad hyper-parameter override '{item}': write METHOD.KEY=VALUE, e.g. lora.r=16"
-            )
-        values = nested.setdefault(method, {})
-        if key.strip() in values:
-            raise PeftbenchError(f"hyper-parameter '{method}.{key.strip()}' is given twice: give it once")
-        values[key.strip()] = value.strip()
-    return nested
-
-
 class SweepConfig(_Settings):
     """What a sweep runs (model, data, methods, seeds), how it is trained, and where results go."""
 
@@ -182,17 +102,17 @@ class SweepConfig(_Settings):
         "gpt2",
         description="Hub id, local folder or alias (minilm, tiny-gpt2, tiny-bert, tiny-llama, gpt2-random)",
     )
-    dataset: Annotated[tuple[str, ...], BeforeValidator(_dataset_names)] = Field(
+    dataset: Annotated[tuple[str, ...], BeforeValidator(dataset_names)] = Field(
         ("rotten_tomatoes",),
         description="Hub id, mirror name, folder or file; comma-separated for several, run in turn",
     )
     dataset_config: str | None = Field(
         None, description="dataset configuration, e.g. sst2 for glue (one dataset only)"
     )
-    methods: Annotated[tuple[str, ...], BeforeValidator(_method_names)] = Field(
+    methods: Annotated[tuple[str, ...], BeforeValidator(method_names)] = Field(
         ("lora",), description="comma-separated method names"
     )
-    seeds: Annotated[tuple[int, ...], BeforeValidator(_seeds)] = Field(
+    seeds: Annotated[tuple[int, ...], BeforeValidator(seed_list)] = Field(
         (0,), description="comma-separated integer seeds"
     )
     num_seeds: Whole | None = Field(
@@ -246,6 +166,14 @@ class SweepConfig(_Settings):
         "question1/question2 are pairs)",
     )
     label_column: str | None = Field(None, description="the label column of each dataset (default: detected)")
+    train_examples: Whole | None = Field(
+        None,
+        ge=1,
+        strict=True,
+        description="train on a fixed random subset of this many training examples, drawn once with seed 0 "
+        "(the same for every method and seed; validation and test untouched; the dataset is named "
+        "NAME[train=N]), e.g. 2000 for the low-resource regime (default: the whole training split)",
+    )
     task: str | None = Field(
         None,
         description="the kind of task: classification, pair_classification, regression or a plugin's "

@@ -11,7 +11,7 @@ from peftbench.errors import PeftbenchError
 from peftbench.methods.base import TaskInfo
 from peftbench.models import load_model, load_tokenizer, resolve_model
 from peftbench.plugins import collect_methods
-from peftbench.settings import parse_hp_overrides
+from peftbench.setting_values import parse_hp_overrides
 
 
 @pytest.fixture
