@@ -21,6 +21,15 @@ from peftbench.tasks.base import Task
 from peftbench.tasks.inputs import PAIR_COLUMNS, TEXT_COLUMNS
 
 LABEL_COLUMNS = ("label", "labels", "class", "target", "category", "score")
+#: The seed that draws a training subset (``--train-examples``): fixed, so every method, seed and
+#: sweep given the same number trains on the same examples.
+SUBSET_SEED = 0
+
+
+def dataset_label(name: str, config: str | None = None, train_examples: int | None = None) -> str:
+    """What records and tables call a dataset: ``glue/rte``, ``rotten_tomatoes[train=2000]``."""
+    label = name + (f"/{config}" if config else "")
+    return label + (f"[train={train_examples}]" if train_examples else "")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class DatasetSpec:
     carve_seed: int = 0
     task: str | None = None  # a registered kind of task: "classification", "regression", ...
     metric: str | None = None  # the primary metric, among the task's (default: the task's own)
+    train_examples: int | None = None  # train on a fixed subset of this many (``SUBSET_SEED``)
 
 
 @dataclass
@@ -82,6 +92,8 @@ class LabelledSplits:
     label_column: str
     task: Task  # the kind of task, its primary metric chosen
     notes: list[str] = field(default_factory=list)
+    #: ``{"examples": N, "of": M, "seed": SUBSET_SEED}`` where train is a fixed subset; else None.
+    train_subset: dict[str, int] | None = None
 
     @property
     def num_labels(self) -> int:
@@ -125,6 +137,7 @@ def load_splits(spec: DatasetSpec, tasks=None) -> LabelledSplits:
         name: _text_split(split, text_columns, encode(split[label_column])) for name, split in splits.items()
     }
     notes = _complete_splits(texts, spec, task)
+    subset = _subset(texts, spec, notes)
     for name, split in texts.items():
         if len(split) == 0:
             raise PeftbenchError(f"dataset '{spec.name}': the {name} split is empty")
@@ -140,6 +153,7 @@ def load_splits(spec: DatasetSpec, tasks=None) -> LabelledSplits:
         label_column,
         task.scored_by(spec.metric, label_names),
         notes,
+        subset,
     )
 
 
@@ -213,6 +227,26 @@ def _complete_splits(texts: dict[str, TextSplit], spec: DatasetSpec, task: Task)
             texts["train"], texts[name] = _carve(texts["train"], spec.carve_fraction, spec.carve_seed)
             notes.append(f"{name} carved from train ({spec.carve_fraction:.0%}, seed {spec.carve_seed})")
     return notes
+
+
+def _subset(texts: dict[str, TextSplit], spec: DatasetSpec, notes: list[str]) -> dict[str, int] | None:
+    """Replace train by a fixed random subset of ``spec.train_examples`` (in the split's order),
+    after validation and test were settled, so they are the same as without a subset."""
+    wanted, train = spec.train_examples, texts["train"]
+    if wanted is None:
+        return None
+    if wanted >= len(train):
+        raise PeftbenchError(
+            f"--train-examples {wanted} is not fewer than the {len(train):,} training examples of "
+            f"'{spec.name}': pass fewer, or leave it out to train on them all"
+        )
+    chosen = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(train))[:wanted])
+    texts["train"] = train.pick(chosen)
+    notes.append(
+        f"trained on a fixed subset of {wanted:,} of the {len(train):,} training examples "
+        f"(seed {SUBSET_SEED}); validation and test untouched"
+    )
+    return {"examples": wanted, "of": len(train), "seed": SUBSET_SEED}
 
 
 def _carve(split: TextSplit, fraction: float, seed: int) -> tuple[TextSplit, TextSplit]:

@@ -118,6 +118,16 @@ def check_fields(data: dict[str, Any]) -> None:
     _check_curves(data.get("curves", {}), bad)
     _check_budget(data.get("budget"), bad)
     _check_training(data.get("training"), bad)
+    _check_subset(data.get("train_subset"), bad)
+
+
+def _check_subset(subset: Any, bad) -> None:
+    """``train_subset`` is null or ``{"examples": N, "of": M, "seed": S}`` of whole numbers."""
+    if subset is not None and not isinstance(subset, dict):
+        raise bad("train_subset", "an object or null", subset)
+    for key in ("examples", "of", "seed") if subset else ():
+        if not _is_integer(subset.get(key)):
+            raise bad("train_subset", "a whole number", subset.get(key), repr(key))
 
 
 def _check_training(training: Any, bad) -> None:

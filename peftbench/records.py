@@ -25,6 +25,9 @@ DEFAULT_METRIC = "accuracy"
 RECORDS_DIR = "records"
 ADAPTERS_DIR = "adapters"
 STATUSES = ("complete", "failed", "diverged")
+#: The ``metrics`` key of the primary metric's bootstrap standard error at the last point of the
+#: validation curve (a run trained to its maximum), which the ``still improving`` flag reads.
+LAST_STANDARD_ERROR = "validation_standard_error"
 
 
 class RecordWarning(UserWarning):
@@ -47,6 +50,9 @@ class RunRecord:
     # size the method was given (``value`` of ``key``, also in ``hyperparameters``) and how close.
     budget: dict[str, Any] | None = None
     dataset_fingerprint: str = ""
+    #: ``{"examples": N, "of": M, "seed": S}`` where the run trained on a fixed subset of the training
+    #: split (``--train-examples``; the dataset's name says ``[train=N]``); null for the whole split.
+    train_subset: dict[str, int] | None = None
     label_names: list[str] = field(default_factory=list)  # class names, or the regression target's
     #: The kind of task (``peftbench.tasks``) and its primary metric, with the metric's direction:
     #: what ranks, tunes and names the run's row. Records written before tasks existed are

@@ -154,3 +154,17 @@ def test_the_command_line_says_when_there_is_nothing_to_aggregate(tmp_path, caps
     write_record(run("a", "lora", 80), tmp_path)
     assert main(["leaderboard", str(tmp_path), "--aggregate"]) == 0
     assert "No model has results on two or more datasets" in capsys.readouterr().out
+
+
+def test_a_table_trained_on_a_subset_is_left_out_of_the_aggregate():
+    subset = {"examples": 50, "of": 100, "seed": 0}
+    records = [run("a", "lora", 80), run("a", "ia3", 70), run("b", "lora", 60), run("b", "ia3", 65)]
+    records += [run("a[train=50]", m, c, train_subset=subset) for m, c in (("lora", 40), ("ia3", 90))]
+    board = Leaderboard(records)
+    frame = board.to_frame()
+    subset_rows = frame["dataset"] == "a[train=50]"
+    assert (frame.loc[subset_rows, "train_examples"] == 50).all() and subset_rows.sum() == 2
+    assert frame.loc[~subset_rows, "train_examples"].isna().all()
+    aggregated = board.aggregate()
+    assert set(aggregated["datasets"]) == {2}
+    assert all(set(scores) == {"a", "b"} for scores in aggregated["score_per_dataset"])

@@ -122,3 +122,27 @@ def test_an_unreadable_file_on_the_command_line_is_one_line_with_its_cause(tmp_p
         f"peftbench: error: could not read dataset at '{path}': latin.csv is not UTF-8 text: byte 0xe9 at "
         "line 3, column 4; save the file as UTF-8\n"
     )
+
+
+def test_a_training_subset_is_fixed_and_leaves_validation_and_test_untouched(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps({"sentence": f"s{i}", "label": i % 3}) for i in range(300)))
+    whole = load_splits(DatasetSpec(str(path)))
+    first, again = (load_splits(DatasetSpec(str(path), train_examples=50)) for _ in range(2))
+    assert len(first.train) == 50 and first.train.texts == again.train.texts  # the same draw every time
+    assert set(first.train.texts) < set(whole.train.texts)
+    order = [whole.train.texts.index(text) for text in first.train.texts]
+    assert order == sorted(order)  # in the split's order
+    assert first.validation.texts == whole.validation.texts and first.test.texts == whole.test.texts
+    assert first.train_subset == {"examples": 50, "of": len(whole.train), "seed": 0}
+    assert whole.train_subset is None
+    assert first.fingerprint() != whole.fingerprint()
+    assert first.notes[-1] == (
+        f"trained on a fixed subset of 50 of the {len(whole.train)} training examples (seed 0); "
+        "validation and test untouched"
+    )
+
+
+def test_a_training_subset_as_large_as_the_split_is_refused(keyword_dataset):
+    with pytest.raises(PeftbenchError, match=r"--train-examples 256 is not fewer than the 256 training"):
+        load_splits(DatasetSpec(str(keyword_dataset), train_examples=256))

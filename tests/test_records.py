@@ -88,6 +88,8 @@ BAD_FIELDS = [
     ("higher_is_better", "yes", "field 'higher_is_better' must be true or false, got a string"),
     ("label_names", "bad,good", "field 'label_names' must be a list of strings"),
     ("notes", [{"a": 1}], "field 'notes' entry 0 must be a string, got an object"),
+    ("train_subset", 2000, "field 'train_subset' must be an object or null, got a number (2000)"),
+    ("train_subset", {"examples": "2k", "of": 10, "seed": 0}, "entry 'examples' must be a whole number"),
     ("hyperparameters", [], "field 'hyperparameters' must be an object, got a list"),
     ("train_config", None, "field 'train_config' must be an object, got null"),
     (

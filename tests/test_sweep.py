@@ -249,3 +249,17 @@ def test_a_bad_second_dataset_fails_before_anything_trains(tmp_path, monkeypatch
         peftbench.run(model="tiny-gpt2", dataset=[folder, tmp_path / "missing"], methods="lora",
                       max_steps=2, out=out, progress=False)  # fmt: skip
     assert not list(out.glob("records/*.json"))
+
+
+def test_a_sweep_on_a_training_subset_names_it_and_records_it(tmp_path):
+    folder = keyword_folder(tmp_path / "words", train=64, validation=16, test=16)
+    board = peftbench.run(model="tiny-gpt2", dataset=folder, methods="lora", max_steps=2, train_examples=20,
+                          references=False, out=tmp_path / "runs", progress=False)  # fmt: skip
+    (made,) = read_records(tmp_path / "runs")
+    assert made.status == "complete" and made.dataset == f"{folder}[train=20]"
+    assert made.train_subset == {"examples": 20, "of": 64, "seed": 0}
+    assert "trained on a fixed subset of 20 of the 64 training examples (seed 0)" in made.notes[-1]
+    whole = load_splits(DatasetSpec(str(folder)))
+    assert len(made.references) == len(whole.test)  # test untouched
+    assert made.dataset_fingerprint == load_splits(DatasetSpec(str(folder), train_examples=20)).fingerprint()
+    assert board.to_frame()["train_examples"].tolist() == [20]

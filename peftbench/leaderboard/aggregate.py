@@ -1,6 +1,8 @@
 """A verdict over several datasets: the leaderboard's tables of one model, one row per method.
 
-Only models with results on two or more datasets are aggregated. The rules, which the terminal
+Only models with results on two or more datasets are aggregated, each trained on its whole training
+split: a table trained on a fixed subset (``--train-examples``, ``NAME[train=N]``) is a setting of
+its own, shown on its page and left out here. The rules, which the terminal
 and site views repeat in ``AGGREGATE_LEGEND``:
 
 - **Each dataset's metric.** A dataset is scored by its table's primary metric (accuracy for a
@@ -96,6 +98,7 @@ def aggregate(board: Leaderboard, ceiling: str = CEILING) -> pd.DataFrame:
     """One row per (model, method) for every model with results on two or more datasets, best
     mean rank first; see the module's docstring for what each column means."""
     frame = board.to_frame()
+    frame = frame[frame["train_examples"].isna()]  # subsets of a training split: their own pages
     records = {record.run_id: record for record in board.final}
     rows = []
     for model, table in frame.groupby("model", sort=True):
@@ -105,6 +108,17 @@ def aggregate(board: Leaderboard, ceiling: str = CEILING) -> pd.DataFrame:
             rows += _model_rows(str(model), entries, ceiling)
     result = pd.DataFrame(rows, columns=[*AGGREGATE_COLUMNS, *PER_DATASET_COLUMNS])
     return result.astype(AGGREGATE_COLUMNS).reset_index(drop=True)
+
+
+def best_on_validation(done: pd.DataFrame) -> pd.DataFrame:
+    """One row per method of one table's completed rows: among its configurations, the best mean
+    validation score in the metric's direction, ties to more seeds, then the configuration key."""
+    higher = bool(done["higher_is_better"].iloc[0]) if len(done) else True
+    validation = done["validation_score"].astype(float) * (1 if higher else -1)
+    ordered = done.assign(_validation=validation).sort_values(
+        ["_validation", "seeds", "config"], ascending=[False, False, True], na_position="last"
+    )
+    return ordered.drop_duplicates("method").drop(columns="_validation")
 
 
 def _representatives(table: pd.DataFrame, records: dict[str, RunRecord]) -> dict[str, _Entry]:
@@ -117,12 +131,8 @@ def _representatives(table: pd.DataFrame, records: dict[str, RunRecord]) -> dict
     done = done[done["dataset_fingerprint"].fillna("") == ("" if pd.isna(current) else current)]
     done = done[done["metric"] == metric]
     higher = bool(done["higher_is_better"].iloc[0])
-    validation = done["validation_score"].astype(float) * (1 if higher else -1)
-    ordered = done.assign(_validation=validation).sort_values(
-        ["_validation", "seeds", "config"], ascending=[False, False, True], na_position="last"
-    )
     entries = {}
-    for _, row in ordered.drop_duplicates("method").iterrows():
+    for _, row in best_on_validation(done).iterrows():
         entries[str(row["method"])] = _Entry(
             method=str(row["method"]),
             role=str(row["role"]),

@@ -29,12 +29,13 @@ from peftbench.leaderboard.columns import COLUMNS, COSTS, COUNTS
 from peftbench.leaderboard.configurations import RUN_IDENTITY, config_key, edge_notes, variant_labels
 from peftbench.leaderboard.curves import curves_frame
 from peftbench.leaderboard.stats import SIGNIFICANCE, Outcomes, mean_and_ci, paired_bootstrap
-from peftbench.records import RunRecord, read_records
+from peftbench.records import LAST_STANDARD_ERROR, RunRecord, read_records
 from peftbench.tasks.metrics import BUILTIN_METRICS, display_metric
 
 BASE_RUN_COLUMNS = {
     **RUN_IDENTITY,
     "dataset_fingerprint": "string",
+    "train_examples": "Int64",  # the fixed training subset's size (--train-examples); NA: the whole split
     "role": "string",
     "source": "string",
     "seed": "Int64",
@@ -66,7 +67,8 @@ def frame_columns(metrics: list[str]) -> list[str]:
         "metric", "higher_is_better", "score", "score_std", "score_ci95", "score_per_seed", *metrics,
         "loss", "delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best",
         *diagnostics.COLUMNS, "validation_score", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS,
-        "budget", "reload_identical", "run_ids", "config", "dataset_fingerprint", "method_metrics",
+        "budget", "reload_identical", "run_ids", "config", "dataset_fingerprint", "train_examples",
+        "method_metrics",
     ]  # fmt: skip
 
 
@@ -169,6 +171,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord], metrics: lis
     row.update(
         label=group["label"].iloc[0],
         dataset_fingerprint=group["dataset_fingerprint"].iloc[0],
+        train_examples=group["train_examples"].iloc[0],
         role=group["role"].iloc[0],
         source=group["source"].iloc[0],
         seeds=len(done),
@@ -203,8 +206,12 @@ def _diagnose(records: list[RunRecord], row: dict[str, Any]) -> dict[str, Any]:
     """The row's flags (``diagnostics``), from its completed runs' curves and test results."""
     series = f"validation_{row['metric']}"
     done = [record for record in records if record.status == "complete"]
-    curves = {r.seed: (r.curves.get(series), r.metrics.get(series)) for r in done}
-    return diagnostics.diagnose(curves, list(row["score_per_seed"].values()), row["_outcomes"], row["metric"])
+    curves = {
+        r.seed: (r.curves.get(series), r.metrics.get(series), r.metrics.get(LAST_STANDARD_ERROR))
+        for r in done
+    }
+    per_seed = list(row["score_per_seed"].values())
+    return diagnostics.diagnose(curves, per_seed, row["_outcomes"], row["metric"], row["higher_is_better"])
 
 
 def _mean_of_dicts(values: pd.Series) -> dict[str, float]:
@@ -296,6 +303,7 @@ def _run_row(record: RunRecord, label: str, metrics: list[str]) -> dict[str, Any
         "config": config_key(record),
         "run_id": record.run_id,
         "dataset_fingerprint": record.dataset_fingerprint,
+        "train_examples": (record.train_subset or {}).get("examples"),
         "role": record.role,
         "source": record.method_source,
         "seed": record.seed,

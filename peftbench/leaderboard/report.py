@@ -171,7 +171,8 @@ def csv(frame: pd.DataFrame, path: str | Path | None = None) -> str | None:
 
 
 AGGREGATE_LEGEND = (
-    "Each dataset is scored by its table's primary metric, in that metric's direction (named in its "
+    "Datasets trained on their whole training split only (a fixed subset, NAME[train=N], is left "
+    "out). Each dataset is scored by its table's primary metric, in that metric's direction (named in its "
     "column). A method's row on a dataset is its configuration with the best validation score. "
     "mean rank: its rank by mean test score on each dataset it ran on (1 is best; ties share "
     "the average rank), averaged over those datasets; a method missing on a dataset is not ranked "

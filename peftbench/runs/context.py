@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from peftbench.batching import TokenizedSplit
-from peftbench.data import DatasetSpec, LabelledSplits, load_splits
+from peftbench.data import DatasetSpec, LabelledSplits, dataset_label, load_splits
 from peftbench.errors import PeftbenchError
 from peftbench.evaluation import EvalResult, evaluate_model
 from peftbench.methods.base import TaskInfo, TrainingPlan
@@ -146,7 +146,7 @@ def load_datasets(config: SweepConfig) -> dict[str, LabelledSplits]:
 def _load(config: SweepConfig, name: str, tasks=None) -> LabelledSplits:
     spec = DatasetSpec(
         name, config.dataset_config, config.text_column, config.label_column, task=config.task,
-        metric=config.metric,
+        metric=config.metric, train_examples=config.train_examples,
     )  # fmt: skip
     return load_splits(spec, tasks)
 
@@ -183,7 +183,7 @@ def build_context(
     return SweepContext(
         model_name=config.model,
         model_spec=spec,
-        dataset_name=dataset + (f"/{config.dataset_config}" if config.dataset_config else ""),
+        dataset_name=dataset_label(dataset, config.dataset_config, config.train_examples),
         data=data,
         dataset_fingerprint=data.fingerprint(),
         train=tokenized["train"],

@@ -127,6 +127,7 @@ def new_record(ctx: SweepContext, spec: RunSpec) -> RunRecord:
         tuning=spec.tuning,
         budget=spec.budget,
         dataset_fingerprint=ctx.dataset_fingerprint,
+        train_subset=ctx.data.train_subset,
         label_names=list(ctx.data.label_names),
         task=ctx.kind.name,
         metric=ctx.kind.primary_metric,
