@@ -5,6 +5,7 @@ checkpoint at the end without patience keeps the run ids of the records made bef
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 import peftbench
 from conftest import ROOT, keyword_folder
 from fake_plugins import HeadProbe, MethodsPlugin
+from peftbench.data import DatasetSpec, load_splits
 from peftbench.models import classification_head
 from peftbench.plugins import collect_methods
 from peftbench.records import read_record, run_key
@@ -63,6 +65,11 @@ def test_the_best_checkpoint_not_the_last_is_tested_saved_and_reloaded(keywords,
     assert record.metrics["validation_accuracy"] == curve[kept]  # the kept checkpoint's own score
     assert record.metrics["accuracy"] >= 0.9  # tested: the kept checkpoint, not the wiped last one
     assert record.reload["predictions_identical"] is True  # saved and reloaded: the same model
+    last = curve[24]  # the curve's last point keeps its standard error: sqrt(p (1 - p) / n)
+    validation = len(load_splits(DatasetSpec(str(keywords))).validation)
+    assert record.metrics["validation_standard_error"] == pytest.approx(
+        math.sqrt(last * (1 - last) / validation)
+    )
     saved = load_file(tmp_path / record.adapter_path / "head.safetensors")
     assert all(value.abs().sum() > 0 for value in saved.values())  # not the wiped head
 
@@ -81,6 +88,7 @@ def test_patience_stops_a_run_and_the_record_says_where(keywords, tmp_path, regi
     assert patient.curves["train_loss"][-1][0] == 12  # the last stretch's loss is logged
     (plain,) = peftbench.run(**common, out=tmp_path / "plain").records
     assert plain.training["stopped_early"] is False and plain.training["last_step"] == 24
+    assert "validation_standard_error" not in patient.metrics  # kept for a curve that reaches the end
     assert plain.run_id != patient.run_id  # patience decides what is kept: a different run
     assert plain.metrics["validation_accuracy"] == patient.metrics["validation_accuracy"]
 

@@ -54,6 +54,20 @@ def test_a_seed_is_still_rising_only_above_every_earlier_point_by_more_than_one_
     assert still_rising([[1, math.pi / 5], [2, math.e / 3]]) is None  # not accuracies: no n to read
 
 
+def test_any_metric_is_judged_by_the_standard_error_its_run_recorded():
+    assert still_rising([[1, 0.70], [2, 0.76]], standard_error=0.05, metric="spearman") is True
+    assert still_rising([[1, 0.70], [2, 0.74]], standard_error=0.05, metric="spearman") is False
+    assert still_rising([[1, 0.70], [2, 0.76]], metric="spearman") is None  # no error kept: not judged
+    assert still_rising([[1, 0.76], [2, 0.70]], metric="spearman") is False  # no improvement at all
+    # lower is better (mean squared error): the falling curve is the one still improving
+    lower = dict(standard_error=0.05, metric="mse", higher_is_better=False)
+    assert still_rising([[1, 0.30], [2, 0.20]], **lower) is True
+    assert still_rising([[1, 0.30], [2, 0.27]], **lower) is False
+    assert still_rising([[1, 0.20], [2, 0.30]], **lower) is False
+    # a recorded error is what counts, also for accuracy (0.05 here, not the 0.02 read from k / n)
+    assert still_rising([[1, 300 / N], [2, 311 / N], [3, 320 / N]], standard_error=0.05) is False
+
+
 def test_the_validation_size_is_read_from_the_accuracies():
     assert examples_behind([1455 / 2000, 1676 / 2000]) == 2000
     assert examples_behind([0.5]) == 2  # a divisor at worst: a larger error, never a flag too many

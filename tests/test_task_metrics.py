@@ -8,8 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from peftbench.leaderboard.stats import Outcomes, _counts, paired_bootstrap
-from peftbench.tasks.metrics import ACCURACY, BUILTIN_METRICS, F1, MACRO_F1, MCC, MSE, PEARSON, SPEARMAN
+from peftbench.leaderboard.stats import Outcomes, paired_bootstrap
+from peftbench.tasks.metrics import (
+    ACCURACY,
+    BUILTIN_METRICS,
+    F1,
+    MACRO_F1,
+    MCC,
+    MSE,
+    PEARSON,
+    SPEARMAN,
+    draw_counts,
+)
 
 # Two classes: TP=1 (0), FP=1 (1), FN=1 (2), TN=2 (3, 4).
 PREDICTED = np.array([1, 1, 0, 0, 0])
@@ -71,7 +81,7 @@ def test_every_metric_on_resamples_is_the_library_value_on_the_drawn_examples(me
         classes = 2 if metric.name == "f1" else 4
         references = rng.integers(0, classes, 60)
         predictions = np.where(rng.random(60) < 0.6, references, rng.integers(0, classes, 60))
-    counts = _counts(rng.integers(0, 60, size=(25, 60)))
+    counts = draw_counts(rng.integers(0, 60, size=(25, 60)))
     resampled = metric.on_resamples(predictions, references, counts)
     for row, value in zip(counts, resampled, strict=True):
         drawn = np.repeat(np.arange(60), row.astype(int))
@@ -103,5 +113,5 @@ def test_lower_is_better_keeps_the_sign_of_the_difference():
 @pytest.mark.parametrize("metric", [F1, MACRO_F1, MCC], ids=["f1", "macro_f1", "mcc"])
 def test_a_test_split_of_one_class_predicted_as_one_class_is_resampled_like_the_library(metric):
     zeros = np.zeros(6, dtype=int)
-    counts = _counts(np.random.default_rng(0).integers(0, 6, size=(3, 6)))
+    counts = draw_counts(np.random.default_rng(0).integers(0, 6, size=(3, 6)))
     assert metric.on_resamples(zeros, zeros, counts).tolist() == [metric.score(zeros, zeros)] * 3

@@ -20,11 +20,10 @@ from conftest import WORDS, keyword_folder, mirror
 from peftbench.cli import main
 from peftbench.data import DatasetSpec, load_splits
 from peftbench.errors import PeftbenchError
-from peftbench.leaderboard.stats import _counts
 from peftbench.plugins import DEFAULT_PLUGINS, default_plugin_manager
 from peftbench.records import read_records
 from peftbench.tasks import PAD_LABEL, Task
-from peftbench.tasks.metrics import ACCURACY
+from peftbench.tasks.metrics import ACCURACY, draw_counts
 from peftbench.tasks.registry import collect_tasks
 
 
@@ -211,6 +210,8 @@ def test_a_pair_regression_sweep_records_its_metric_and_the_training_mean_row(tm
     assert {"spearman", "pearson", "mse", "validation_spearman"} <= set(lora.metrics)
     assert lora.reload["predictions_identical"] and all(isinstance(p, float) for p in lora.predictions)
     assert "validation_spearman" in lora.curves
+    assert lora.metrics["validation_standard_error"] > 0  # by resampling: Spearman is not a mean
+    assert not pd.isna(board.to_frame().set_index("method").loc["lora", "still_improving"])  # judged
     mean = records["train_mean"]
     assert len(set(mean.predictions)) == 1 and mean.metrics["mse"] > 0
     frame = board.to_frame().set_index("method")
@@ -258,7 +259,7 @@ def test_a_new_kind_of_task_is_one_module_and_a_registration(register_plugin, tm
     # Its metrics say how the paired bootstrap recomputes them, and that is the library's value.
     rng = np.random.default_rng(0)
     predicted, true = rng.integers(0, 8, 40), rng.integers(0, 8, 40)
-    counts = _counts(rng.integers(0, 40, size=(5, 40)))
+    counts = draw_counts(rng.integers(0, 40, size=(5, 40)))
     for metric in multilabel_task.MultiLabel.metrics:
         drawn = [np.repeat(np.arange(40), row.astype(int)) for row in counts]
         expected = [metric.score(predicted[d], true[d]) for d in drawn]

@@ -1,22 +1,24 @@
 """Diagnostics: flags on a leaderboard row whose number may not hold, by rules fixed here.
 
-``still improving``: training stopped while the validation metric was still clearly rising, so
+``still improving``: training stopped while the validation metric was still clearly improving, so
 more training would likely move the number. A seed is *still rising* when the last point of its
-validation curve is above every earlier point by more than ``RISE_STANDARD_ERRORS`` standard
-errors of that last point: the bootstrap standard error of an accuracy ``p`` measured on ``n``
-examples, ``sqrt(p (1 - p) / n)``. Comparing with the best earlier point (not the previous one)
-ignores a curve that dips and recovers; the standard error is that of one measurement, which is
-larger than the noise of a difference between two checkpoints of one run scored on the same
-examples as long as they disagree on fewer than ``p (1 - p)`` of them (the usual case late in
-training), so only a clear rise counts. The row is flagged when most of its seeds (more than
-half of those whose curve has two or more points) are still rising: one seed's late jump may be
-that seed's luck, a majority is the configuration's. ``n`` is the number of validation examples, read from the
-accuracies themselves: each is ``k / n``, so the least common denominator of a run's recorded
-validation accuracies is ``n`` (or, rarely, a divisor of it: a smaller ``n``, a larger standard
-error, fewer flags — never more).
+validation curve is better (in the metric's direction) than every earlier point by more than
+``RISE_STANDARD_ERRORS`` standard errors of that last point: the bootstrap standard error of the
+metric on the validation split at that point, which each run trained to its maximum records
+(``metrics["validation_standard_error"]``, ``Metric.standard_error``: for an accuracy ``p`` on
+``n`` examples ``sqrt(p (1 - p) / n)``; for F1, MCC or a correlation, over fixed-seed resamples).
+Comparing with the best earlier point (not the previous one) ignores a curve that dips and
+recovers; the standard error is that of one measurement, which is larger than the noise of a
+difference between two checkpoints of one run scored on the same examples as long as they
+disagree on few of them (the usual case late in training), so only a clear rise counts. The row
+is flagged when most of its seeds (more than half of those judged) are still rising: one seed's
+late jump may be that seed's luck, a majority is the configuration's.
 
-The rule is for tables scored by accuracy: the standard error of another metric cannot be read
-from its value, so rows scored otherwise are not judged by it.
+Records written before runs kept that standard error are judged where the metric is accuracy,
+whose error is read from the values themselves: each accuracy is ``k / n``, so the least common
+denominator of a run's recorded validation accuracies is ``n`` (or, rarely, a divisor of it: a
+smaller ``n``, a larger standard error, fewer flags — never more); other metrics' older rows are
+not judged (a last point that is no improvement at all is still *not rising*).
 
 ``unstable``: the seeds disagree by more than the test set can resolve. The row is flagged when
 the standard deviation of its seeds' test scores (the table's metric) is more than
@@ -49,8 +51,8 @@ from peftbench.tasks.metrics import Metric
 
 STILL_IMPROVING = "still improving"
 UNSTABLE = "unstable"
-#: The metric the rising rule judges: its learning curve ``validation_accuracy`` (``RunRecord.curves``)
-#: and final value (``RunRecord.metrics``), higher is better.
+#: The metric whose standard error the rising rule can read from its values, for records that did
+#: not keep one (``RunRecord.curves["validation_accuracy"]`` and ``metrics``).
 RISING_METRIC = "accuracy"
 #: A seed's last validation point must beat every earlier one by more than this many standard errors.
 RISE_STANDARD_ERRORS = 1.0
@@ -75,11 +77,11 @@ COLUMNS = {"still_improving": "boolean", "rising_per_seed": "object", "unstable"
            "spread_ratio": "Float64", "other_load": "Float64", "timed_under_load": "boolean"}  # fmt: skip
 
 LEGEND = (
-    f"{STILL_IMPROVING} (a flag): most seeds (more than half of those with two or more validation "
-    "points) ended on their best validation accuracy, above every earlier point by more than "
-    f"{RISE_STANDARD_ERRORS:g} standard error (√(p(1−p)/n), n validation examples): training longer "
-    f"would likely move the number (judged where the table's metric is accuracy); {UNSTABLE} (a flag, "
-    "with each seed's test score): the seeds' standard deviation is more than "
+    f"{STILL_IMPROVING} (a flag): most seeds (more than half of those judged) ended on their best "
+    "validation score, better than every earlier point by more than "
+    f"{RISE_STANDARD_ERRORS:g} standard error of the last point (the bootstrap over validation examples; "
+    "for accuracy √(p(1−p)/n)): training longer would likely move the number; "
+    f"{UNSTABLE} (a flag, with each seed's test score): the seeds' standard deviation is more than "
     f"{SPREAD_FACTOR:g}× the standard error the bootstrap over test examples gives one seed's score "
     "(for accuracy √(p(1−p)/n)): the seeds disagree by more than the test set can resolve, so the mean "
     "hides which result a run gets"
@@ -112,19 +114,29 @@ def examples_behind(values: Iterable[float]) -> int | None:
     return examples if seen else None
 
 
-def still_rising(points: list[list[float]], final: float | None = None) -> bool | None:
-    """Whether one run's validation curve (``[[step, value], ...]``) ended clearly rising; ``None``
-    (not judged) with fewer than two points or values that are not accuracies. ``final``, the
-    run's recorded validation accuracy, helps tell how many examples it was measured on."""
+def still_rising(
+    points: list[list[float]],
+    final: float | None = None,
+    standard_error: float | None = None,
+    metric: str = RISING_METRIC,
+    higher_is_better: bool = True,
+) -> bool | None:
+    """Whether one run's validation curve (``[[step, value], ...]``) ended clearly better than
+    every earlier point, in the metric's direction; ``None`` (not judged) with fewer than two
+    points, or where a last improvement cannot be weighed: no ``standard_error`` recorded for the
+    last point and a metric other than accuracy (whose error is read from its value; ``final``,
+    the run's recorded validation accuracy, helps tell how many examples it was measured on)."""
     values = [value for _, value in sorted(points)]
-    if len(values) < 2 or any(value is None for value in values):
+    if len(values) < 2 or any(value is None or math.isnan(value) for value in values):
         return None
-    examples = examples_behind([*values, *([] if final is None else [final])])
-    if examples is None:
-        return None
-    last = values[-1]
-    threshold = RISE_STANDARD_ERRORS * proportion_standard_error(last, examples)
-    return last - max(values[:-1]) - threshold > _ROUNDING
+    sign = 1.0 if higher_is_better else -1.0
+    rise = sign * (values[-1] - (max(values[:-1]) if higher_is_better else min(values[:-1])))
+    if standard_error is None or math.isnan(standard_error):
+        examples = examples_behind([*values, *([] if final is None else [final])])
+        if metric != RISING_METRIC or examples is None:
+            return False if rise <= _ROUNDING else None
+        standard_error = proportion_standard_error(values[-1], examples)
+    return rise - RISE_STANDARD_ERRORS * standard_error > _ROUNDING
 
 
 def spread_ratio(per_seed: list[float], outcomes: Outcomes | np.ndarray | None) -> float:
@@ -143,19 +155,21 @@ def spread_ratio(per_seed: list[float], outcomes: Outcomes | np.ndarray | None) 
 
 
 def diagnose(
-    curves: Mapping[int, tuple[Any, float | None]],
+    curves: Mapping[int, tuple[Any, float | None, float | None]],
     per_seed: list[float],
     outcomes: Outcomes | np.ndarray | None,
     metric: str = RISING_METRIC,
+    higher_is_better: bool = True,
 ) -> dict:
     """The diagnostic columns of one row scored by ``metric``: ``curves`` maps each completed seed
-    to its validation curve and final validation score, ``per_seed`` holds their test scores and
-    ``outcomes`` their test outcomes (``stats.Outcomes``, or (seeds x examples) correctness;
-    ``None`` if unknown)."""
+    to its validation curve, final validation score and the standard error of the curve's last
+    point (``None`` where not recorded), ``per_seed`` holds their test scores and ``outcomes``
+    their test outcomes (``stats.Outcomes``, or (seeds x examples) correctness; ``None`` if
+    unknown)."""
     rising = {
         seed: verdict
-        for seed, (points, final) in sorted(curves.items())
-        if metric == RISING_METRIC and (verdict := still_rising(points or [], final)) is not None
+        for seed, (points, final, error) in sorted(curves.items())
+        if (verdict := still_rising(points or [], final, error, metric, higher_is_better)) is not None
     }
     ratio = spread_ratio(per_seed, outcomes)
     return {

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-from peftbench.tasks.metrics import Metric
+from peftbench.tasks.metrics import STANDARD_ERROR_RESAMPLES, Metric, draw_counts
 
 BOOTSTRAP_RESAMPLES = 10_000
 #: Resamples where the metric is recomputed on each (F1, MCC, correlations): each costs far more
@@ -138,7 +138,7 @@ def paired_bootstrap(
     chunk = max(1, 2_000_000 // (examples * max(a.seeds, b.seeds)))  # bound memory per step
     for start in range(0, resamples, chunk):
         stop = min(resamples, start + chunk)
-        counts = _counts(rng.integers(0, examples, size=(stop - start, examples)))
+        counts = draw_counts(rng.integers(0, examples, size=(stop - start, examples)))
         means[start:stop] = _resampled_score(a, counts, rng) - _resampled_score(b, counts, rng)
     finite = means[np.isfinite(means)]  # a resample on which a correlation is undefined says nothing
     extreme = np.sum(np.abs(finite - observed) >= abs(observed) - 1e-12)
@@ -149,13 +149,6 @@ def paired_bootstrap(
 
 def _outcomes(row: Outcomes | np.ndarray) -> Outcomes:
     return row if isinstance(row, Outcomes) else Outcomes(np.asarray(row, dtype=float))
-
-
-def _counts(indices: np.ndarray) -> np.ndarray:
-    """(resamples x examples) how often each resample drew each example."""
-    resamples, examples = indices.shape
-    flat = (indices + examples * np.arange(resamples)[:, None]).ravel()
-    return np.bincount(flat, minlength=resamples * examples).reshape(resamples, examples).astype(float)
 
 
 def _resampled_score(row: Outcomes, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -188,29 +181,26 @@ def resampled_scores(
     chunk = max(1, 2_000_000 // (examples * max(row.seeds for row in rows)))  # bound memory per step
     for start in range(0, resamples, chunk):
         stop = min(resamples, start + chunk)
-        counts = _counts(rng.integers(0, examples, size=(stop - start, examples)))
+        counts = draw_counts(rng.integers(0, examples, size=(stop - start, examples)))
         for i, row in enumerate(rows):
             out[i, start:stop] = _resampled_score(row, counts, rng)
     return out
 
 
-def bootstrap_standard_error(row: Outcomes | np.ndarray, resamples: int = 2_000) -> np.ndarray:
+def bootstrap_standard_error(
+    row: Outcomes | np.ndarray, resamples: int = STANDARD_ERROR_RESAMPLES
+) -> np.ndarray:
     """Per seed, the standard error the bootstrap over test examples gives its score.
 
     ``row`` is a row's ``Outcomes``, or (seeds x examples) per-example values such as 0/1
-    correctness (a 1-D array is one seed). Where the score is a mean of per-example values
-    (accuracy, squared error) the bootstrap's standard error is their plug-in standard deviation
-    over ``sqrt(n)`` (``sqrt(p (1 - p) / n)`` for an accuracy ``p``) in the limit of infinitely
-    many resamples: computed in that closed form, it is exact and carries no resampling noise.
-    Other metrics (F1, correlations) are recomputed on ``resamples`` resamples drawn with a fixed
-    seed, so the same records always give the same value.
+    correctness (a 1-D array is one seed). Each seed's is its metric's ``Metric.standard_error``:
+    closed-form where the score is a mean of per-example values (accuracy, squared error; for an
+    accuracy ``p``, ``sqrt(p (1 - p) / n)``), else over ``resamples`` fixed-seed resamples.
     """
     row = _outcomes(row)
-    if row.values is not None:
+    if row.metric is None:
         return row.values.std(axis=1, ddof=0) / math.sqrt(row.examples)
-    rng = np.random.default_rng(0)
-    counts = _counts(rng.integers(0, row.examples, size=(resamples, row.examples)))
-    return row.per_seed(counts).std(axis=1)
+    return np.array([row.metric.standard_error(p, row.references, resamples) for p in row.predictions])
 
 
 def proportion_standard_error(share: float, examples: int) -> float:

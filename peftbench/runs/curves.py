@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from peftbench.evaluation import EvalResult
+from peftbench.records import LAST_STANDARD_ERROR
 from peftbench.runs.context import SweepContext
 from peftbench.runs.selection import Criterion, Score, best
 from peftbench.train import Checkpoints, TrainStats, checkpoint_steps
@@ -37,6 +38,9 @@ class Evaluation:
     selects: bool  # a checkpoint (may be kept), not a curve point only
     metric: str = "accuracy"  # the primary
     higher_is_better: bool = True
+    #: The bootstrap standard error of the primary metric here (``Metric.standard_error``), taken at
+    #: the plan's last step only: what the ``still improving`` rule compares a last rise with.
+    standard_error: float | None = None
 
     @property
     def score(self) -> Score:
@@ -79,12 +83,19 @@ class ValidationCheckpoints:
 
         def evaluate(step: int) -> bool:
             result = ctx.evaluate(model, ctx.validation)
-            self.look(step, result, step in selecting, model)
+            last = step >= self.total
+            error = (
+                ctx.kind.primary.standard_error(result.predictions, ctx.validation.labels) if last else None
+            )
+            self.look(step, result, step in selecting, model, error)
             return self.not_finite or self.out_of_patience()
 
         return Checkpoints(frozenset(steps), evaluate)
 
-    def look(self, step: int, result: EvalResult, selects: bool, model: torch.nn.Module | None) -> None:
+    def look(
+        self, step: int, result: EvalResult, selects: bool, model: torch.nn.Module | None,
+        standard_error: float | None = None,
+    ) -> None:  # fmt: skip
         """Record one evaluation; a new best checkpoint's trainable weights are copied (unless it is
         the plan's last step, where the model itself stays as it is)."""
         if not np.isfinite(result.logits).all():
@@ -92,7 +103,7 @@ class ValidationCheckpoints:
         before = self.kept
         criterion = self.criterion
         evaluation = Evaluation(step, dict(result.scores), result.loss, selects, criterion.metric,
-                                criterion.higher_is_better)  # fmt: skip
+                                criterion.higher_is_better, standard_error)  # fmt: skip
         self.evaluations.append(evaluation)
         if selects and model is not None and evaluation.score.beats(before and before.score):
             self.best_weights = None if step >= self.total else trainable_weights(model)
@@ -122,6 +133,12 @@ class ValidationCheckpoints:
             curves[self.criterion.key] = [[e.step, e.scores[self.criterion.metric]] for e in self.evaluations]
             curves["validation_loss"] = [[e.step, e.loss] for e in self.evaluations]
         return curves
+
+    def last_standard_error(self) -> dict[str, float]:
+        """``{"validation_standard_error": ...}`` where the last evaluation has one (a run trained to
+        the plan's maximum), for the record's ``metrics``; else empty."""
+        error = self.evaluations[-1].standard_error if self.evaluations else None
+        return {} if error is None else {LAST_STANDARD_ERROR: error}
 
     def to_state(self, step: int) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
         """What a training state saved at ``step`` keeps of this: the evaluations, and the kept

@@ -107,7 +107,7 @@ def execute_run(
             record.notes.append(agreement(where.evaluate(trainee, where.validation), full))
         # Tuning runs never touch test, so the choice among them cannot depend on it.
         test = _finite(ctx.evaluate(model, ctx.test), "test") if spec.stage == "final" else None
-        record.metrics = _metrics(kept, test, stats)
+        record.metrics = {**_metrics(kept, test, stats), **checks.last_standard_error()}
         record.costs.update(_costs(stats, trainable, total, ctx.device, test, saved and saved.loop.stats))
         record.curves = checks.curves(stats)
         record.training = _training(stats, kept, ctx.task.plan.total_steps, spec, saved)

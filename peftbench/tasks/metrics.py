@@ -27,8 +27,18 @@ import numpy as np
 
 from peftbench.errors import UnknownNameError
 
+#: Resamples behind a standard error where a metric is not a mean of per-example values.
+STANDARD_ERROR_RESAMPLES = 2_000
+
 Scores = Callable[[np.ndarray, np.ndarray], float]  # (predictions, references) -> value
 Resampled = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (..., counts) -> per resample
+
+
+def draw_counts(indices: np.ndarray) -> np.ndarray:
+    """(resamples x examples) how often each resample drew each example, from the drawn indices."""
+    resamples, examples = indices.shape
+    flat = (indices + examples * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * examples).reshape(resamples, examples).astype(float)
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,22 @@ class Metric:
                 return self.resampled(predictions, references, counts)
         drawn = [np.repeat(np.arange(counts.shape[1]), row.astype(int)) for row in counts]
         return np.array([self.score(predictions[i], references[i]) for i in drawn])
+
+    def standard_error(
+        self, predictions: np.ndarray, references: np.ndarray, resamples: int = STANDARD_ERROR_RESAMPLES
+    ) -> float:
+        """The standard error the bootstrap over examples gives this metric on one split: for a
+        mean of per-example values (accuracy, squared error) their plug-in standard deviation over
+        ``sqrt(n)``, exact (the limit of infinitely many resamples); otherwise the standard
+        deviation over ``resamples`` resamples drawn with a fixed seed (the same inputs always give
+        the same value). NaN where the metric is undefined on some resample."""
+        predictions, references = np.asarray(predictions), np.asarray(references)
+        if self.per_example is not None:
+            values = np.asarray(self.per_example(predictions, references), dtype=float)
+            return float(values.std(ddof=0) / math.sqrt(len(values)))
+        examples = len(references)
+        indices = np.random.default_rng(0).integers(0, examples, size=(resamples, examples))
+        return float(np.std(self.on_resamples(predictions, references, draw_counts(indices))))
 
     def number(self, value: object, signed: bool = False) -> str:
         """``value`` as a table writes it under ``header`` (``80.00``, ``0.812``); missing is empty."""
