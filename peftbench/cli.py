@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine benchmark results (*.md) to publish under benchmarks/ "
         "(default: benchmarks/results where it exists; else those pages are left as they are)",
     )
+    docs.add_argument(
+        "--previous",
+        help="records of the previous protocol (an earlier version's results folder): each table page "
+        "gains a 'What changed' section against its same table there (default: leaderboard/previous "
+        "where it exists)",
+    )
     return parser
 
 
@@ -236,9 +242,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from peftbench.docgen import build_site
     from peftbench.docgen.benchmark_pages import DEFAULT_RESULTS
+    from peftbench.docgen.build import DEFAULT_PREVIOUS
 
     benchmarks = args.benchmarks or (DEFAULT_RESULTS if DEFAULT_RESULTS.is_dir() else None)
-    built = build_site(args.records, args.site, benchmarks_dir=benchmarks)
+    previous = args.previous or (DEFAULT_PREVIOUS if DEFAULT_PREVIOUS.is_dir() else None)
+    built = build_site(args.records, args.site, benchmarks_dir=benchmarks, previous_dir=previous)
     print(
         f"peftbench: wrote {len(built.pages)} pages and {len(built.plots)} plots under {args.site}/ "
         f"from {built.records} records" + (f"; removed {len(built.removed)} stale" if built.removed else "")

@@ -18,6 +18,7 @@ from peftbench.docgen.markup import is_generated
 from peftbench.docgen.plots import render_plots
 from peftbench.errors import PeftbenchError
 from peftbench.leaderboard import Leaderboard
+from peftbench.leaderboard.changes import changes
 from peftbench.plugins import MethodRegistry, collect_methods
 from peftbench.records import read_records
 
@@ -25,6 +26,8 @@ LEADERBOARD_DIR = "leaderboard"
 METHODS_DIR = "methods"
 PLOTS_DIR = "plots"
 AGGREGATE_PAGE = f"{aggregate_page.PAGE}.md"
+#: Where the previous protocol's records are kept, for each page's "What changed" section.
+DEFAULT_PREVIOUS = Path("leaderboard/previous")
 
 
 @dataclass
@@ -42,9 +45,11 @@ def build_site(
     docs_dir: str | Path,
     registry: MethodRegistry | None = None,
     benchmarks_dir: str | Path | None = None,
+    previous_dir: str | Path | None = None,
 ) -> SiteBuild:
     """Generate the leaderboard pages, their plots and the method pages under ``docs_dir``, and
-    the benchmark pages from ``benchmarks_dir`` where one is given (left as they are where not)."""
+    the benchmark pages from ``benchmarks_dir`` where one is given (left as they are where not);
+    each table page compares itself with the same table in ``previous_dir``'s records, if given."""
     records_dir, docs_dir = Path(records_dir), Path(docs_dir)
     if not records_dir.is_dir():
         raise PeftbenchError(
@@ -64,6 +69,7 @@ def build_site(
 
     board = Leaderboard(records)
     tables = leaderboard_pages.split_tables(board)
+    changed = changes(board, Leaderboard(read_records(previous_dir))) if previous_dir is not None else None
     aggregated = board.aggregate()
     across = aggregate_page.aggregate_page(aggregated, tables)
     engines = f"../{benchmark_pages.SECTION}/index.md" if results is not None else None
@@ -74,7 +80,7 @@ def build_site(
     if across:
         texts[f"{LEADERBOARD_DIR}/{AGGREGATE_PAGE}"] = across
     for table in tables:
-        texts[f"{LEADERBOARD_DIR}/{table.slug}.md"] = leaderboard_pages.table_page(table, known)
+        texts[f"{LEADERBOARD_DIR}/{table.slug}.md"] = leaderboard_pages.table_page(table, known, changed)
     texts.update(method_pages.pages(registry, tables))
     for relative, text in texts.items():
         _write(docs_dir / relative, text.encode("utf-8"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from peftbench.docgen import facts
+from peftbench.docgen.change_section import change_section
 from peftbench.docgen.curve_plots import BAND, curve_plot_files, curve_plots
 from peftbench.docgen.markup import Cell, cell, definition_table, html_table, method_slug, page, slug
 from peftbench.docgen.plots import PLOTS, plot_files
@@ -231,13 +232,19 @@ def _search_cost_block(table: Table) -> str:
     return f"{SEARCH_COST_NOTE}\n\n{search_cost_table(found)}" if found else search_cost_table(found)
 
 
-def table_page(table: Table, known_methods: Collection[str]) -> str:
-    """The Markdown page of one (model, dataset, metric) table."""
+def table_page(table: Table, known_methods: Collection[str], changed: pd.DataFrame | None = None) -> str:
+    """The Markdown page of one (model, dataset, metric) table; with a "What changed" section
+    where ``changed`` (``peftbench.leaderboard.changes``) has rows of this table."""
     intro = (
         f"<p>Generated from {len(table.every)} run records by <code>{escape(REGENERATE, 'html')}</code>; "
         "every number below is a pure function of those records.</p>"
     )
     sections = [_method_section(table, row, known_methods) for _, row in table.frame.iterrows()]
+    mine = pd.DataFrame() if changed is None else changed
+    if len(mine):
+        key = (mine["model"] == table.model) & (mine["dataset"] == table.dataset)
+        mine = mine[key & (mine["metric"] == table.metric.name)]
+    what_changed = change_section(mine, table.metric)
     return page(
         table.title,
         intro,
@@ -252,6 +259,7 @@ def table_page(table: Table, known_methods: Collection[str]) -> str:
         _curves_block(table),
         "## Search cost",
         _search_cost_block(table),
+        *(["## What changed", what_changed] if what_changed else []),
         "## Per method",
         *sections,
     )
@@ -269,7 +277,7 @@ def index_page(tables: list[Table], across: str | None = None, engines: str | No
         "bootstrap over test examples and seeds), and Δ is measured against the untuned baseline "
         "evaluated by the same code. Each full page states the hardware, dates and package "
         "versions and lists every seed's values. Flags mark rows whose number may not hold: "
-        f"<em>{diagnostics.STILL_IMPROVING}</em> (training ended while validation accuracy was still "
+        f"<em>{diagnostics.STILL_IMPROVING}</em> (training ended while the validation score was still "
         f"clearly rising) and <em>{diagnostics.UNSTABLE}</em> (the seeds disagree by more than the test "
         "set can resolve); each full page's legend states the rules.</p>"
     )
