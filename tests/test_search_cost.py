@@ -103,3 +103,15 @@ def test_a_records_page_states_the_search_its_stops_and_its_cost(tmp_path):
 def test_untuned_rows_have_no_search(tuning):
     record = RECORDS[-1]
     assert search_cost([RunRecord(**{**vars(record), "tuning": tuning})], RECORDS) is None
+
+
+def test_a_pages_compute_total_counts_every_phase_of_every_run():
+    from peftbench.docgen.facts import compute
+    from peftbench.leaderboard.search_cost import phase_totals
+
+    totals = phase_totals(RECORDS)  # three tuning runs and the final run that continued the last
+    assert totals == {"training": 12.0, "checkpoint evaluations": 6.0, "test": 3.0, "reload": 5.0,
+                      "inference timing": 7.0, "other": 5.0}  # fmt: skip
+    shown = compute(RECORDS)
+    assert shown.startswith("0.6 min in 4 runs, tuning runs included (minutes: training 0.2, ")
+    assert "inference timing 0.1" in shown and "not counted" in shown

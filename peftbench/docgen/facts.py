@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from peftbench.formatting import escape, value
+from peftbench.leaderboard.search_cost import phase_totals
 from peftbench.records import RunRecord
 from peftbench.tasks.metrics import display_metric
 
@@ -78,9 +79,10 @@ def protocol(final: list[RunRecord], every: list[RunRecord]) -> str:
     searches = _distinct(str(record.tuning.get("search") or "") for record in tuned)
     if searches:  # since 0.4: a search strategy, several tuning seeds, the best checkpoint kept
         counts = _distinct(str(len(r.tuning.get("settings", {}).get("tune_seeds") or [])) for r in tuned)
+        scores = _distinct(str(r.tuning.get("score") or "validation accuracy") for r in tuned)
         tuning = (
             f"tuned on the validation split by {' / '.join(SEARCHES.get(s, s) for s in searches)} "
-            f"({candidates} tuning runs; a candidate's score is its mean validation accuracy over "
+            f"({candidates} tuning runs; a candidate's score is its mean {' / '.join(scores)} over "
             f"{' / '.join(counts)} seeds, ties to the lower validation loss; test never evaluated for "
             "tuning runs), then every seed evaluated on test, each run's kept model being its best "
             "validation checkpoint"
@@ -133,20 +135,32 @@ def _predicts_classes(kind: str) -> bool:
     return kind not in tasks.names() or tasks.get(kind).classes
 
 
+def training_examples(records: list[RunRecord]) -> str:
+    """``the whole training split``, or the fixed subset the runs trained on (``--train-examples``)."""
+    subsets = _distinct(
+        f"a fixed random subset of {s['examples']:,} of the {s['of']:,} (seed {s['seed']}, the same "
+        "for every method and seed); validation and test untouched"
+        for s in (record.train_subset for record in records)
+        if s
+    )
+    return escape(" / ".join(subsets) or "the whole training split", "html")
+
+
 def test_size(records: list[RunRecord]) -> str:
     sizes = _distinct(str(len(record.references)) for record in records if record.references)
     return escape(" / ".join(sizes) + " examples", "html") if sizes else "not recorded"
 
 
 def compute(records: list[RunRecord]) -> str:
-    """Total training time over every run, tuning candidates included: what the table cost (a run
-    that continued another's saved state counts what it trained itself)."""
-    seconds = sum(
-        float(record.costs.get("spent_train_seconds", record.costs.get("train_seconds")) or 0.0)
-        for record in records
-    )
+    """What the table cost over every run, tuning runs and reference rows included, phase by phase
+    (a run that continued another's saved state counts what it spent itself)."""
+    totals = phase_totals(records)
+    phases = ", ".join(f"{phase} {seconds / 60:,.1f}" for phase, seconds in totals.items() if seconds)
     return escape(
-        f"{seconds / 60:.1f} min of training in {len(records)} runs, tuning candidates included", "html"
+        f"{sum(totals.values()) / 60:,.1f} min in {len(records)} runs, tuning runs included"
+        + (f" (minutes: {phases})" if phases else "")
+        + "; the sweep's shared work (loading, tokenising, frozen features) is not counted",
+        "html",
     )
 
 
@@ -180,6 +194,7 @@ def setup_rows(final: list[RunRecord], every: list[RunRecord]) -> list[tuple[str
         ("Dataset", _joined(record.dataset for record in final)),
         ("Task", task(final)),
         ("Labels", labels(final)),
+        ("Training examples", training_examples(final)),
         ("Test split", test_size(final)),
         ("Dataset fingerprint", _joined([record.dataset_fingerprint for record in final], ", ")),
         ("Hardware", _joined(hardware(env) for env in environments)),

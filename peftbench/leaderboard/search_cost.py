@@ -41,7 +41,7 @@ def search_cost(final: list[RunRecord], every: list[RunRecord]) -> SearchCost | 
     by_id = {r.run_id: r for r in every}
     tuned = [by_id[run] for run in _tuning_runs(tuning) if run in by_id]
     complete = [r for r in final if r.status == "complete"]
-    measured = _sum([*tuned, *complete])
+    measured = phase_totals([*tuned, *complete])
     settings = tuning.get("settings") or {}
     seeds = len(settings.get("tune_seeds") or [0])
     candidates = tuning.get("candidates") or []
@@ -52,11 +52,11 @@ def search_cost(final: list[RunRecord], every: list[RunRecord]) -> SearchCost | 
     per_run = _evaluations_per_run(tuned)
     stopped = {(json.dumps(r.hyperparameters, sort_keys=True), r.seed): r for r in tuned if _stopped(r)}
     steps = pairs * maximum - sum(maximum - (r.training or {})["last_step"] for r in stopped.values())
-    finals = _sum(complete)
+    finals = phase_totals(complete)
     exhaustive = dict(finals)
     exhaustive["training"] += steps * train_rate
     exhaustive["checkpoint evaluations"] += pairs * per_run * eval_rate
-    other = sum(_phases(r)["other"] for r in tuned) / len(tuned) if tuned else 0.0
+    other = sum(run_phases(r)["other"] for r in tuned) / len(tuned) if tuned else 0.0
     exhaustive["other"] += pairs * other
     return SearchCost(
         method=final[0].method,
@@ -76,7 +76,7 @@ def _tuning_runs(tuning: dict) -> list[str]:
     return [str(c["run_id"]) for c in tuning.get("candidates") or [] if c.get("run_id")]
 
 
-def _phases(record: RunRecord) -> dict[str, float]:
+def run_phases(record: RunRecord) -> dict[str, float]:
     """What ``record`` itself spent, per phase (seconds)."""
     c = {key: float(value or 0.0) for key, value in record.costs.items()}
     new = record.training is not None  # since 0.4: every validation evaluation is a checkpoint's
@@ -92,10 +92,11 @@ def _phases(record: RunRecord) -> dict[str, float]:
     }
 
 
-def _sum(records: list[RunRecord]) -> dict[str, float]:
+def phase_totals(records: list[RunRecord]) -> dict[str, float]:
+    """Seconds per phase, summed over ``records`` (what each run itself spent)."""
     totals = dict.fromkeys(PHASES, 0.0)
     for record in records:
-        for phase, seconds in _phases(record).items():
+        for phase, seconds in run_phases(record).items():
             totals[phase] += seconds
     return totals
 
@@ -125,4 +126,4 @@ def _stopped(record: RunRecord) -> bool:
 def _rate(records: list[RunRecord], phase: str, count) -> float:
     """Seconds per unit (step, evaluation) of ``phase`` over ``records``."""
     units = sum(count(r) for r in records)
-    return sum(_phases(r)[phase] for r in records) / units if units else 0.0
+    return sum(run_phases(r)[phase] for r in records) / units if units else 0.0
