@@ -43,9 +43,15 @@ def searches(folder: Path) -> dict[tuple[str, str, str], tuple[SearchCost, dict]
 def scores(tuning: dict) -> dict[str, tuple[float | None, int, int | None]]:
     """Each candidate's (validation score, seeds, step) as its search last measured it, by values."""
     return {
-        hp_text(c.get("hyperparameters") or {}): (c.get("validation_accuracy"), c.get("seeds"), c.get("step"))
+        hp_text(c.get("hyperparameters") or {}): (_validation_score(c), c.get("seeds"), c.get("step"))
         for c in tuning.get("candidates") or []
     }
+
+
+def _validation_score(candidate: dict) -> float | None:
+    """The candidate's score on the search's metric (``validation_<metric>``, not its loss)."""
+    keys = [key for key in candidate if key.startswith("validation_") and key != "validation_loss"]
+    return candidate[keys[0]] if keys else None
 
 
 def cost_row(name: str, runs: int, seconds: dict[str, float]) -> str:
