@@ -14,15 +14,20 @@ from peftbench.errors import PeftbenchError
 SEED_LIMIT = 2**32
 
 
+def _each_once(names: list[str], kind: str, option: str) -> tuple[str, ...]:
+    """``names`` as a tuple, or one line naming the first that is given twice."""
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise PeftbenchError(f"{kind} '{twice}' is named twice in {option}: name each {kind} once")
+    return tuple(names)
+
+
 def method_names(value: Any) -> tuple[str, ...]:
     """``"lora,ia3"`` or ``["lora", "ia3"]``: each name once."""
     names = [part.strip() for part in value.split(",")] if isinstance(value, str) else list(value)
     if not names or names == [""]:
         raise PeftbenchError("no methods given: pass at least one, e.g. --methods lora")
-    twice = next((name for name in names if names.count(name) > 1), None)
-    if twice is not None:
-        raise PeftbenchError(f"method '{twice}' is named twice in --methods: name each method once")
-    return tuple(names)
+    return _each_once(names, "method", "--methods")
 
 
 def dataset_names(value: Any) -> tuple[str, ...]:
@@ -40,10 +45,7 @@ def dataset_names(value: Any) -> tuple[str, ...]:
         raise PeftbenchError("no dataset given: pass one or more, e.g. --dataset rotten_tomatoes,emotion")
     if "" in names:
         raise PeftbenchError("an empty dataset name in --dataset: separate datasets with single commas")
-    twice = next((name for name in names if names.count(name) > 1), None)
-    if twice is not None:
-        raise PeftbenchError(f"dataset '{twice}' is named twice in --dataset: name each dataset once")
-    return tuple(names)
+    return _each_once(names, "dataset", "--dataset")
 
 
 def seed_list(value: Any) -> tuple[int, ...]:
