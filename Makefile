@@ -23,6 +23,9 @@ RUN_ARGS ?= --model minilm --dataset rotten_tomatoes --methods lora,ia3,prefix_t
 # (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). Into $(PUBLISH_OUT), then moved to
 # leaderboard/records once complete (the previous records to leaderboard/previous).
 PUBLISH_OUT ?= leaderboard/next
+# A dataset whose sweep had failed runs does not stop the next one (make publish exits 1 at the end);
+# an interrupt (Ctrl-C, exit 130) stops them all.
+OR_GO_ON = || { code=$$?; [ $$code -ge 128 ] && exit $$code; status=1; }
 PUBLISH_ARGS := --model minilm --num-seeds 3 --tune
 PUBLISHED := lora,ia3,prefix_tuning,full_finetune
 GALLERY := adalora,bitfit,boft,c3a,delora,dora,fourierft,gralora,hira,hra,ia3,ln_tuning,loha,lokr,lora,lora_fa,lora_plus,miss,oft,olora,p_tuning,pissa,prefix_tuning,prompt_tuning,randlora,road,rslora,shira,vblora,vera,full_finetune
@@ -50,11 +53,13 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 publish: $(STAMP)
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset rotten_tomatoes --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset emotion --max-length 128 --out $(PUBLISH_OUT)/minilm-emotion
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset glue --dataset-config rte --max-length 320 --out $(PUBLISH_OUT)/minilm-glue-rte
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset stsb --max-length 128 --out $(PUBLISH_OUT)/minilm-stsb
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(GALLERY) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes-gallery
+	status=0; \
+	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset rotten_tomatoes --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes $(OR_GO_ON); \
+	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset emotion --max-length 128 --out $(PUBLISH_OUT)/minilm-emotion $(OR_GO_ON); \
+	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset glue --dataset-config rte --max-length 320 --out $(PUBLISH_OUT)/minilm-glue-rte $(OR_GO_ON); \
+	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(PUBLISHED) --dataset stsb --max-length 128 --out $(PUBLISH_OUT)/minilm-stsb $(OR_GO_ON); \
+	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) --methods $(GALLERY) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes-gallery $(OR_GO_ON); \
+	exit $$status
 
 # What the GPU check needs on a machine without network (see benchmarks/gpu_check.sh --bundle).
 gpu-bundle:
