@@ -20,13 +20,16 @@ RUN_ARGS ?= --model minilm --dataset rotten_tomatoes --methods lora,ia3,prefix_t
 # records): MiniLM on four datasets with the three main methods and every reference row, 3 seeds,
 # tuned; then the gallery of every method on a fixed 2,000-example training subset. --max-length
 # is per dataset, truncating nothing: the longest example is 78 tokens (rotten_tomatoes), 87
-# (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). Into $(PUBLISH_OUT), then moved to
-# leaderboard/records once complete (the previous records to leaderboard/previous).
+# (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). Into $(PUBLISH_OUT), whose records are
+# committed as they come (the sweep outlasts a machine: a fresh clone resumes where it stopped), then
+# moved to leaderboard/records once complete (the previous records to leaderboard/previous).
 PUBLISH_OUT ?= leaderboard/next
 # A dataset whose sweep had failed runs does not stop the next one (make publish exits 1 at the end);
 # an interrupt (Ctrl-C, exit 130) stops them all.
 OR_GO_ON = || { code=$$?; [ $$code -ge 128 ] && exit $$code; status=1; }
-PUBLISH_ARGS := --model minilm --num-seeds 3 --tune
+# fp32 everywhere: the sweep spans machines, and bf16 (auto where the CPU has it) would change the
+# run ids and the numbers mid-sweep; every CPU runs fp32.
+PUBLISH_ARGS := --model minilm --num-seeds 3 --tune --precision fp32
 PUBLISHED := lora,ia3,prefix_tuning,full_finetune
 GALLERY := adalora,bitfit,boft,c3a,delora,dora,fourierft,gralora,hira,hra,ia3,ln_tuning,loha,lokr,lora,lora_fa,lora_plus,miss,oft,olora,p_tuning,pissa,prefix_tuning,prompt_tuning,randlora,road,rslora,shira,vblora,vera,full_finetune
 

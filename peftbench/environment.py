@@ -1,7 +1,8 @@
-"""What a record says about where it ran: device, package versions, platform."""
+"""What a record says about where it ran: device, package versions, platform, and which machine."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import time
@@ -13,6 +14,7 @@ import psutil
 import torch
 
 from peftbench.errors import PeftbenchError
+from peftbench.precision import bf16_supported
 from peftbench.version import __version__
 
 PACKAGES = ("torch", "transformers", "peft", "datasets", "scikit-learn", "scipy", "pluggy", "numpy")
@@ -44,6 +46,20 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def machine_tag() -> str:
+    """Eight hex digits naming this machine until it reboots: records with the same tag were timed
+    on the same machine, so their timings compare; records with different tags may not, even where
+    the processor's name is the same (virtual machines often show a generic one). A hash of the
+    kernel's boot id (Linux), else of the host name: it tells machines apart and says nothing else."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            identity = boot.read().strip()
+    except OSError:
+        identity = ""
+    identity = identity or platform.node() or "unknown"
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
 def describe_environment(device: torch.device) -> dict[str, Any]:
     versions = {"peftbench": __version__}  # the running code's, even in an editable install
     for package in PACKAGES:
@@ -60,6 +76,11 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
         "device_name": device_name,
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        # What decides a CPU's speed beyond its name: the widest vector instructions torch uses
+        # ("AVX512", "AVX2", ...) and whether it runs bf16 matmuls natively.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": bf16_supported(torch.device("cpu")),
+        "machine": machine_tag(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -37,19 +37,24 @@ def _joined(values: Iterable[str], separator: str = "; ", empty: str = "not reco
 
 
 def hardware(environment: dict) -> str:
-    """One line per machine: processor or GPU, cores and threads, as the record saw them."""
+    """One line per machine: processor or GPU, cores, threads and vector instructions, as the
+    record saw them, and the machine's tag (``environment.machine_tag``) where recorded."""
     device = str(environment.get("device") or "")
     name = environment.get("cpu_model") or environment.get("device_name") or "unknown"
+    tag = environment.get("machine")
+    machine = f"; machine {tag}" if tag else ""
     if device.startswith("cuda"):
-        return f"GPU {environment.get('device_name') or device} ({device})"
+        return f"GPU {environment.get('device_name') or device} ({device}{machine})"
     cores = environment.get("cpu_count")
     threads = environment.get("torch_threads")
-    detail = ", ".join(
-        part
-        for part in (f"{cores} cores" if cores else "", f"{threads} torch threads" if threads else "")
-        if part
+    parts = (
+        f"{cores} cores" if cores else "",
+        f"{threads} torch threads" if threads else "",
+        environment.get("cpu_capability") or "",
+        {True: "native bf16", False: "no native bf16"}.get(environment.get("cpu_bf16"), ""),
     )
-    return f"CPU {name}" + (f" ({detail})" if detail else "")
+    detail = ", ".join(part for part in parts if part) + machine
+    return f"CPU {name}" + (f" ({detail.removeprefix('; ')})" if detail else "")
 
 
 def packages(records: list[RunRecord]) -> str:

@@ -175,8 +175,8 @@ def _load_text(other: float | None) -> str:
 def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) -> str:
     headers = [
         "seed", "status", f"test {metric.header}", *(m.header for m in others), f"validation {metric.header}",
-        "train s", "samples/s", "other load", "peak MB", "adapter KB", "reload identical", "finished",
-        "error",
+        "train s", "samples/s", "other load", "machine", "peak MB", "adapter KB", "reload identical",
+        "finished", "error",
     ]  # fmt: skip
     rows = []
     for record in records:
@@ -191,6 +191,7 @@ def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) 
             (number(c.get("train_seconds"), ".1f"), _number(c.get("train_seconds"))),
             (number(c.get("train_samples_per_second"), ".1f"), _number(c.get("train_samples_per_second"))),
             (_load_text(c.get("other_cpu_share")), _number(c.get("other_cpu_share"))),
+            (str(record.environment.get("machine") or ""), None),
             (number(c.get("peak_memory_mb"), ",.0f"), _number(c.get("peak_memory_mb"))),
             (number(c.get("adapter_bytes"), ",.1f", 1 / 1024), _number(c.get("adapter_bytes"))),
             ("" if reload is None else ("yes" if reload else "NO"), None),
@@ -198,8 +199,12 @@ def _seed_table(records: list[RunRecord], metric: Metric, others: list[Metric]) 
             (record.error or "", None),
         ]
         rows.append([cell(text, sort) for text, sort in values])
-    if not any("other_cpu_share" in record.costs for record in records):  # not measured before 0.4
-        where = headers.index("other load")
+    recorded = {  # not in records before 0.4: their columns are left out
+        "other load": any("other_cpu_share" in record.costs for record in records),
+        "machine": any(record.environment.get("machine") for record in records),
+    }
+    for name in [name for name, kept in recorded.items() if not kept]:
+        where = headers.index(name)
         headers, rows = headers[:where] + headers[where + 1 :], [r[:where] + r[where + 1 :] for r in rows]
     return html_table(headers, rows, sortable=True, label="per-seed values")
 

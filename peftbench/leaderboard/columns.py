@@ -218,6 +218,15 @@ COLUMNS = [
         views=frozenset({ALL, SITE}),
         optional=True,
     ),  # fmt: skip
+    Column(
+        "machine",
+        "machine",
+        dtype="string",
+        text=_plain("machine"),
+        views=frozenset({ALL, SITE}),
+        sort=None,
+        optional=True,
+    ),  # fmt: skip
     Column("tuned", "tuned", dtype="string", text=_plain("tuned"), sort=None, untrusted=True),
     Column("source", "source", dtype="string", text=_plain("source"), sort=None, untrusted=True),
 ]

@@ -47,6 +47,7 @@ BASE_RUN_COLUMNS = {
     "validation_score": "Float64",  # the primary metric on validation
     "loss": "Float64",
     "other_load": "Float64",  # cores' worth of CPU other processes used during the run
+    "machine": "string",  # the tag of the machine it ran on (``environment.machine_tag``)
     **{column.name: column.dtype for column in COLUMNS if column.source},
     "tuned": "string",
     "budget": "string",
@@ -66,9 +67,9 @@ def frame_columns(metrics: list[str]) -> list[str]:
         "rank", "model", "dataset", "method", "label", "role", "source", "seeds", "failed_runs", "task",
         "metric", "higher_is_better", "score", "score_std", "score_ci95", "score_per_seed", *metrics,
         "loss", "delta_vs_baseline", "p_vs_baseline", "delta_vs_best", "p_vs_best", "tied_for_best",
-        *diagnostics.COLUMNS, "validation_score", "tuned", "tuned_values", "hyperparameters", *COST_COLUMNS,
-        "budget", "reload_identical", "run_ids", "config", "dataset_fingerprint", "train_examples",
-        "method_metrics",
+        *diagnostics.COLUMNS, "machine", "validation_score", "tuned", "tuned_values", "hyperparameters",
+        *COST_COLUMNS, "budget", "reload_identical", "run_ids", "config", "dataset_fingerprint",
+        "train_examples", "method_metrics",
     ]  # fmt: skip
 
 
@@ -199,6 +200,7 @@ def _row(key: tuple, group: pd.DataFrame, records: list[RunRecord], metrics: lis
     row["_outcomes"] = outcomes(records)
     row.update(_diagnose(records, row))
     row.update(diagnostics.load_columns(done["other_load"].tolist()))
+    row["machine"] = ", ".join(sorted(done["machine"].dropna().unique())) or pd.NA
     return row
 
 
@@ -315,6 +317,7 @@ def _run_row(record: RunRecord, label: str, metrics: list[str]) -> dict[str, Any
         "validation_score": record.primary_score("validation"),
         "loss": record.metrics.get("loss"),
         "other_load": record.costs.get("other_cpu_share"),
+        "machine": record.environment.get("machine"),
         **{name: record.metrics.get(name) for name in metrics},
         **{column.name: _value(record, column.source) for column in COLUMNS if column.source},
         "tuned": hp_text(chosen, edge_notes(record.tuning)),

@@ -49,6 +49,8 @@ def legend(metrics: list[Metric]) -> str:
         "the search stopped extending at the extension limit with the best value at the edge of those "
         "tried; (grid edge, records before 0.4): the tuned value is the end of the values tried; "
         f"{diagnostics.LEGEND}; {diagnostics.LOAD_LEGEND}; "
+        "machine: the tag of the machine that ran the row's seeds (the hardware it names is in each "
+        "page's setup): timings compare between rows run on the same machine; "
         "features s: the one pass of the frozen model over train and validation that the runs of methods "
         "training on its features share (computed once per dataset and sweep, not in train s, which is "
         "then the head's training alone); "
