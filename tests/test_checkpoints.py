@@ -126,9 +126,11 @@ def test_one_checkpoint_at_the_end_without_patience_keeps_the_run_ids_of_earlier
 
 def test_a_saved_state_continues_to_the_run_trained_straight_through(keywords, tmp_path):
     """A tuning run stopped at step 6 and a final run continuing its saved state give exactly the
-    record of the run trained straight through: weights, checkpoints, losses, predictions."""
+    record of the run trained straight through: weights, checkpoints, losses, predictions. Both in
+    fp32 (the parts' executor is started so), also on a CPU where auto would pick bf16."""
     common = dict(model="tiny-gpt2", dataset=str(keywords), methods="lora", max_steps=12, checkpoints=4,
-                  seeds=[0], references=False, progress=False, measure_inference=False)  # fmt: skip
+                  seeds=[0], references=False, progress=False, measure_inference=False,
+                  precision="fp32")  # fmt: skip
     straight = peftbench.run(**common, out=tmp_path / "straight", hp={"lora": {"learning_rate": 3e-3}})
     (reference,) = straight.records
     ctx = build_context(sweep_config(**common, out=tmp_path / "parts"), LocalExecutor().start("cpu", "fp32"))
