@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,9 +304,8 @@ def _writable_folder(out: Path) -> Path:
         raise PeftbenchError(f"output path '{out}' is a file: pass a folder for --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".peftbench-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out):  # a name of its own: sweeps started together probe at once
+            pass
     except OSError as error:
         raise PeftbenchError(f"output folder '{out}' is not writable: {error.strerror}") from error
     return out
