@@ -31,11 +31,11 @@ PUBLISH_OUT ?= leaderboard/next
 OR_GO_ON = || { code=$$?; [ $$code -ge 128 ] && exit $$code; status=1; }
 # fp32 everywhere: the sweep spans machines, and bf16 (auto where the CPU has it) would change the
 # run ids and the numbers mid-sweep; every CPU runs fp32.
-PUBLISH_ARGS := --model minilm --tune --precision fp32
-PAGE_SEEDS := --num-seeds 5
-GALLERY_SEEDS := --num-seeds 3
+PUBLISH_RUN := $(VENV)/bin/peftbench run --model minilm --tune --precision fp32
 PUBLISHED := lora,ia3,prefix_tuning,full_finetune
 GALLERY := adalora,bitfit,boft,c3a,delora,dora,fourierft,gralora,hira,hra,ia3,ln_tuning,loha,lokr,lora,lora_fa,lora_plus,miss,oft,olora,p_tuning,pissa,prefix_tuning,prompt_tuning,randlora,road,rslora,shira,vblora,vera,full_finetune
+PAGE_RUN := $(PUBLISH_RUN) --num-seeds 5 --methods $(PUBLISHED)
+GALLERY_RUN := $(PUBLISH_RUN) --num-seeds 3 --methods $(GALLERY)
 
 .PHONY: setup run test lint docs gpu-bundle publish
 
@@ -61,11 +61,11 @@ docs: $(STAMP)
 
 publish: $(STAMP)
 	status=0; \
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) $(PAGE_SEEDS) --methods $(PUBLISHED) --dataset rotten_tomatoes --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes $(OR_GO_ON); \
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) $(PAGE_SEEDS) --methods $(PUBLISHED) --dataset emotion --max-length 128 --out $(PUBLISH_OUT)/minilm-emotion $(OR_GO_ON); \
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) $(PAGE_SEEDS) --methods $(PUBLISHED) --dataset glue --dataset-config rte --max-length 320 --out $(PUBLISH_OUT)/minilm-glue-rte $(OR_GO_ON); \
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) $(PAGE_SEEDS) --methods $(PUBLISHED) --dataset stsb --max-length 128 --out $(PUBLISH_OUT)/minilm-stsb $(OR_GO_ON); \
-	$(VENV)/bin/peftbench run $(PUBLISH_ARGS) $(GALLERY_SEEDS) --methods $(GALLERY) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes-gallery $(OR_GO_ON); \
+	$(PAGE_RUN) --dataset rotten_tomatoes --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes $(OR_GO_ON); \
+	$(PAGE_RUN) --dataset emotion --max-length 128 --out $(PUBLISH_OUT)/minilm-emotion $(OR_GO_ON); \
+	$(PAGE_RUN) --dataset glue --dataset-config rte --max-length 320 --out $(PUBLISH_OUT)/minilm-glue-rte $(OR_GO_ON); \
+	$(PAGE_RUN) --dataset stsb --max-length 128 --out $(PUBLISH_OUT)/minilm-stsb $(OR_GO_ON); \
+	$(GALLERY_RUN) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes-gallery $(OR_GO_ON); \
 	exit $$status
 
 # What the GPU check needs on a machine without network (see benchmarks/gpu_check.sh --bundle).
