@@ -104,6 +104,16 @@ def test_a_missing_method_is_shown_missing_never_imputed(aggregated):
     assert math.isnan(ia3["rank_per_dataset"]["c"]) and ia3["label_per_dataset"]["c"] is None
 
 
+def test_a_row_whose_score_is_undefined_is_not_ranked_and_ranks_the_others():
+    """A constant prediction has no rank correlation: that row is left out, the others still rank."""
+    constant = run("c", "train_mean", 50, role="reference")
+    constant.metrics = {"accuracy": None, "loss": 0.5}
+    frame = Leaderboard([*three_datasets(), constant]).aggregate().set_index("method")
+    assert "train_mean" not in frame.index
+    assert frame.loc["lora", "rank_per_dataset"] == {"a": 2.0, "b": 3.0, "c": 1.0}
+    assert not frame["mean_rank"].isna().any() and not frame["mean_rank_high"].isna().any()
+
+
 def test_the_variant_best_on_validation_stands_for_its_method(aggregated):
     """lora's r=16 variant is better on test on a (95) but worse on validation: r=8 (80) stands."""
     lora = aggregated.loc["lora"]

@@ -51,9 +51,16 @@ def test_each_method_is_compared_with_its_row_in_the_previous_table():
     assert table.loc["prefix_tuning"].isna()[["score_now", "flags_now", "version_now"]].all()
 
 
-def test_a_table_the_previous_folder_lacks_has_no_changes():
+def test_a_table_the_previous_folder_lacks_has_no_changes_and_its_page_says_so(tmp_path):
     other = [dataclasses.replace(item, dataset="elsewhere") for item in BEFORE]
     assert changes(Leaderboard(NOW), Leaderboard(other)).empty
+    for folder, made in (("now", NOW), ("before", other)):
+        for item in made:
+            write_record(item, tmp_path / folder)
+    build_site(tmp_path / "now", tmp_path / "site", previous_dir=tmp_path / "before")
+    page = (tmp_path / "site" / "leaderboard" / "m-d.md").read_text()
+    section = page[page.index("## What changed") : page.index("## Per method")]
+    assert "First published under this protocol" in section and "<table" not in section
 
 
 def test_the_page_gains_a_what_changed_section_only_with_a_previous_folder(tmp_path, capsys):

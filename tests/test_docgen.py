@@ -206,6 +206,24 @@ def test_a_regression_table_names_its_metric_and_the_page_across_kinds_ranks_eac
     assert "each table&#x27;s primary metric (its score column) is the mean over seeds" in index
 
 
+def test_a_row_whose_metric_is_undefined_is_unranked_on_its_method_page(tmp_path):
+    """The train-mean reference predicts one value: its Spearman ρ is undefined (None in the record)."""
+    records = tmp_path / "records"
+    for seed in range(2):
+        constant = regression("train_mean", seed, 0.0, role="reference")
+        constant.predictions = [0.5] * len(constant.references)
+        constant.metrics = {"spearman": None, "validation_spearman": None, "mse": 0.08, "loss": 0.08}
+        for made in (constant, regression("lora", seed, 0.1)):
+            write_record(made, records)
+    build_site(records, tmp_path / "docs")
+    page = (tmp_path / "docs" / "methods" / "train_mean.md").read_text()
+    assert (
+        "[tiny on sts](../leaderboard/tiny-sts.md#m-train_mean): unranked (its test Spearman ρ is undefined)"
+        in page
+    )
+    assert "rank 1, " in (tmp_path / "docs" / "methods" / "lora.md").read_text()
+
+
 def test_one_dataset_per_model_has_no_page_across_datasets(tmp_path):
     records = tmp_path / "records"
     write_record(synthetic("alpha", "lora", 0, 80), records)

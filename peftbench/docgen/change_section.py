@@ -9,11 +9,20 @@ from peftbench.docgen.markup import cell, html_table
 from peftbench.formatting import escape
 from peftbench.tasks.metrics import Metric
 
+#: The section of a table that the previous results folder does not have.
+FIRST_PUBLISHED = (
+    "<p>First published under this protocol: the previous results folder has no table for this "
+    "model, dataset and metric, so there is nothing to compare with.</p>"
+)
 
-def change_section(rows: pd.DataFrame, metric: Metric) -> str:
-    """The section's note and table for one table's rows of ``changes()``; empty where none."""
-    if rows.empty:
+
+def change_section(rows: pd.DataFrame | None, metric: Metric) -> str:
+    """The section's note and table for one table's rows of ``changes()``: a one-line note where
+    the previous folder lacks the table (no rows), empty where no previous folder was given (None)."""
+    if rows is None:
         return ""
+    if rows.empty:
+        return FIRST_PUBLISHED
     before = " / ".join(sorted({str(v) for v in rows["version_before"].dropna()})) or "unknown"
     now = " / ".join(sorted({str(v) for v in rows["version_now"].dropna()})) or "unknown"
     headers = [

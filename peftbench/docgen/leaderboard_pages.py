@@ -239,16 +239,16 @@ def _search_cost_block(table: Table) -> str:
 
 def table_page(table: Table, known_methods: Collection[str], changed: pd.DataFrame | None = None) -> str:
     """The Markdown page of one (model, dataset, metric) table; with a "What changed" section
-    where ``changed`` (``peftbench.leaderboard.changes``) has rows of this table."""
+    where ``changed`` (``peftbench.leaderboard.changes``, against a previous folder) is given."""
     intro = (
         f"<p>Generated from {len(table.every)} run records by <code>{escape(REGENERATE, 'html')}</code>; "
         "every number below is a pure function of those records.</p>"
     )
     sections = [_method_section(table, row, known_methods) for _, row in table.frame.iterrows()]
-    mine = pd.DataFrame() if changed is None else changed
-    if len(mine):
-        key = (mine["model"] == table.model) & (mine["dataset"] == table.dataset)
-        mine = mine[key & (mine["metric"] == table.metric.name)]
+    mine = None
+    if changed is not None:
+        key = (changed["model"] == table.model) & (changed["dataset"] == table.dataset)
+        mine = changed[key & (changed["metric"] == table.metric.name)]
     what_changed = change_section(mine, table.metric)
     return page(
         table.title,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
+
 from peftbench.docgen.leaderboard_pages import Table, anchor
 from peftbench.docgen.markup import cell, definition_table, html_table, method_slug, page
 from peftbench.docgen.support_page import PAGE as SUPPORT_PAGE
@@ -70,11 +72,13 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     lines = []
     for table in tables:
         for _, row in table.frame[table.frame["method"] == name].iterrows():
-            if row["seeds"]:
-                metric = table.metric
-                result = f"rank {int(row['rank'])}, {metric.text(row['score'])} test {metric.title}"
-            else:
+            metric = table.metric
+            if not row["seeds"]:
                 result = "failed"
+            elif pd.isna(row["score"]):  # e.g. a rank correlation of constant predictions
+                result = f"unranked (its test {metric.title} is undefined)"
+            else:
+                result = f"rank {int(row['rank'])}, {metric.text(row['score'])} test {metric.title}"
             target = f"../leaderboard/{table.slug}.md#{anchor(row['label'])}"
             title = table.title if row["label"] == name else f"{table.title}, {row['label']}"
             lines.append(f"- [{escape(title, 'markdown')}]({target}): {escape(result, 'markdown')}")

@@ -16,7 +16,8 @@ and site views repeat in ``AGGREGATE_LEGEND``:
 - **Mean rank.** On each dataset the methods present there are ranked by mean test score
   (1 is best; ties share the average rank); a method's ranks are averaged over the datasets it
   has. A method missing on a dataset is not ranked there and nothing is imputed: its mean rank
-  is over fewer datasets, which ``datasets`` says.
+  is over fewer datasets, which ``datasets`` says. So is a row whose test score is undefined (a
+  rank correlation of constant predictions, as the train-mean reference gives).
 - **Its interval.** With two or three datasets an interval over datasets says next to nothing,
   so it comes from the noise within each dataset: the 2.5-97.5 percentiles of the mean rank over
   ``RANK_RESAMPLES`` bootstrap resamples, each drawing every dataset's test examples (the same for
@@ -123,7 +124,7 @@ def best_on_validation(done: pd.DataFrame) -> pd.DataFrame:
 
 def _representatives(table: pd.DataFrame, records: dict[str, RunRecord]) -> dict[str, _Entry]:
     """method -> the row that stands for it on this dataset (see the module's docstring)."""
-    done = table[table["seeds"] > 0]
+    done = table[(table["seeds"] > 0) & table["score"].notna()]
     if done.empty:
         return {}
     newest = done["run_ids"].map(lambda ids: max(records[i].finished_at for i in ids))
