@@ -71,8 +71,8 @@ def _appearances(name: str, tables: Sequence[Table]) -> str:
     """Links to the leaderboard tables this method has rows in, with its rank there."""
     lines = []
     for table in tables:
+        metric = table.metric
         for _, row in table.frame[table.frame["method"] == name].iterrows():
-            metric = table.metric
             if not row["seeds"]:
                 result = "failed"
             elif pd.isna(row["score"]):  # e.g. a rank correlation of constant predictions
