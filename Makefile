@@ -25,10 +25,13 @@ RUN_ARGS ?= --model minilm --dataset rotten_tomatoes --methods lora,ia3,prefix_t
 # spread); then the gallery of every method on a fixed 2,000-example training subset, 3 seeds. Seeds
 # 0-2 are also the tuning seeds; more seeds add runs without changing any finished one. --max-length
 # is per dataset, truncating nothing: the longest example is 78 tokens (rotten_tomatoes), 87
-# (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). Into $(PUBLISH_OUT), whose records are
-# committed as they come (the sweep outlasts a machine: a fresh clone resumes where it stopped), then
-# moved to leaderboard/records once complete (the previous records to leaderboard/previous).
-PUBLISH_OUT ?= leaderboard/next
+# (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). A sweep's records are committed as they
+# come (it outlasts a machine: a fresh clone resumes where it stopped). The four pages are published
+# in $(PUBLISH_OUT), where a complete page resumes to nothing (a new protocol's sweep goes to
+# PUBLISH_OUT=leaderboard/next first, the records it replaces to leaderboard/previous); the gallery
+# stays in $(GALLERY_OUT) until it is complete, then moves beside them.
+PUBLISH_OUT ?= leaderboard/records
+GALLERY_OUT ?= leaderboard/next
 # A dataset whose sweep had failed runs does not stop the next one (make publish exits 1 at the end);
 # an interrupt (Ctrl-C, exit 130) stops them all.
 OR_GO_ON = || { code=$$?; [ $$code -ge 128 ] && exit $$code; status=1; }
@@ -68,7 +71,7 @@ publish: $(STAMP)
 	$(PAGE_RUN) 5 --dataset emotion --max-length 128 --out $(PUBLISH_OUT)/minilm-emotion $(OR_GO_ON); \
 	$(PAGE_RUN) 10 --dataset glue --dataset-config rte --max-length 320 --out $(PUBLISH_OUT)/minilm-glue-rte $(OR_GO_ON); \
 	$(PAGE_RUN) 5 --dataset stsb --max-length 128 --out $(PUBLISH_OUT)/minilm-stsb $(OR_GO_ON); \
-	$(GALLERY_RUN) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(PUBLISH_OUT)/minilm-rotten_tomatoes-gallery $(OR_GO_ON); \
+	$(GALLERY_RUN) --dataset rotten_tomatoes --train-examples 2000 --max-length 128 --out $(GALLERY_OUT)/minilm-rotten_tomatoes-gallery $(OR_GO_ON); \
 	exit $$status
 
 # What the GPU check needs on a machine without network (see benchmarks/gpu_check.sh --bundle).

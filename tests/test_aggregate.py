@@ -98,6 +98,21 @@ def test_gain_share_is_missing_where_full_finetuning_is(aggregated):
     assert aggregated.loc["baseline", "gain_share"] == 0.0
 
 
+def test_gain_share_is_missing_where_full_finetuning_does_not_beat_the_baseline_significantly():
+    """On d full fine-tuning is one example ahead of the baseline (a tie by the paired test): lora's
+    share there would be (60-50)/(51-50) = 10, noise magnified, so d is left out of every share."""
+    noise = [
+        run("d", "full_finetune", 51, role="reference"),
+        run("d", "lora", 60, hyperparameters={"r": 8}),
+        run("d", "baseline", 50, role="baseline"),
+    ]
+    frame = Leaderboard([*three_datasets(), *noise]).aggregate().set_index("method")
+    lora = frame.loc["lora"]
+    assert math.isnan(lora["gain_share_per_dataset"]["d"]) and lora["rank_per_dataset"]["d"] == 1.0
+    assert lora["gain_share"] == pytest.approx((0.75 + 2 / 3) / 2) and lora["gain_share_datasets"] == 2
+    assert frame["gain_share_datasets"].to_dict() == {"lora": 2, "full_finetune": 2, "ia3": 2, "baseline": 2}
+
+
 def test_a_missing_method_is_shown_missing_never_imputed(aggregated):
     ia3 = aggregated.loc["ia3"]
     assert ia3["score_per_dataset"]["a"] == 0.79 and math.isnan(ia3["score_per_dataset"]["c"])

@@ -106,8 +106,8 @@ def test_what_decides_the_kept_checkpoint_is_in_the_run_id(keywords, tmp_path):
 @pytest.mark.parametrize(
     "path",
     [
-        "leaderboard/records/minilm-emotion/lora-seed0-022eb00e0305.json",
-        "leaderboard/records/minilm-rotten_tomatoes/ia3-tune-seed0-3cf4ef3e6214.json",
+        "leaderboard/previous/minilm-emotion/lora-seed0-022eb00e0305.json",
+        "leaderboard/previous/minilm-rotten_tomatoes/ia3-tune-seed0-3cf4ef3e6214.json",
     ],
 )
 def test_one_checkpoint_at_the_end_without_patience_keeps_the_run_ids_of_earlier_records(path):

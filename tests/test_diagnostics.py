@@ -73,7 +73,7 @@ def test_the_validation_size_is_read_from_the_accuracies():
     assert examples_behind([0.5]) == 2  # a divisor at worst: a larger error, never a flag too many
     assert examples_behind([math.pi / 4]) is None and examples_behind([]) is None
     # the committed emotion records: 2,000 validation examples
-    lora = [r for r in read_records(ROOT / "leaderboard/records/minilm-emotion") if r.method == "lora"]
+    lora = [r for r in read_records(ROOT / "leaderboard/previous/minilm-emotion") if r.method == "lora"]
     final = [r for r in lora if r.stage == "final"]
     assert {examples_behind(v for _, v in r.curves["validation_accuracy"]) for r in final} == {2000}
 
@@ -142,7 +142,7 @@ def test_a_row_is_unstable_when_its_seeds_spread_more_than_twice_the_test_error(
 
 
 def test_the_committed_lora_on_emotion_row_is_flagged_by_both_rules():
-    records = read_records(ROOT / "leaderboard/records/minilm-emotion")
+    records = read_records(ROOT / "leaderboard/previous/minilm-emotion")
     frame = Leaderboard([r for r in records if r.method == "lora"]).to_frame().set_index("method")
     assert sorted(frame.loc["lora", "score_per_seed"].values()) == [0.746, 0.7505, 0.8605]
     assert flag(frame, "lora", "unstable") is True

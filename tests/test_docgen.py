@@ -372,10 +372,17 @@ def test_text_from_plugins_and_datasets_shows_as_text_in_the_built_site(tmp_path
 
 
 def test_committed_pages_are_what_the_committed_records_give(tmp_path):
-    """The published site is reproducible: regenerating from leaderboard/records changes nothing."""
+    """The published site is reproducible: regenerating from leaderboard/records (with the previous
+    protocol's records in leaderboard/previous, as `peftbench docs` reads them) changes nothing."""
     docs = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", docs)
-    built = build_site(ROOT / "leaderboard" / "records", docs, benchmarks_dir=ROOT / "benchmarks" / "results")
+    leaderboard = ROOT / "leaderboard"
+    built = build_site(
+        leaderboard / "records",
+        docs,
+        benchmarks_dir=ROOT / "benchmarks" / "results",
+        previous_dir=leaderboard / "previous",
+    )
     committed = ROOT / "docs"
     # Pages must match byte for byte; plots must exist (their bytes follow the matplotlib release).
     stale = [p for p in built.pages if (docs / p).read_bytes() != _bytes_or_none(committed / p)]

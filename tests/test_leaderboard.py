@@ -303,7 +303,7 @@ COMMITTED_AGGREGATE = {
 def test_the_committed_records_give_the_numbers_they_gave_before_tasks_existed():
     """Records that name no task are single-text classification scored by accuracy: every number
     of their leaderboard and aggregate is what peftbench 0.3.0 computed from them."""
-    board = Leaderboard.from_dir(ROOT / "leaderboard" / "records")
+    board = Leaderboard.from_dir(ROOT / "leaderboard" / "previous")
     frame = board.to_frame()
     assert set(frame["metric"]) == {"accuracy"} and set(frame["task"]) == {"classification"}
     got = {

@@ -30,8 +30,10 @@ and site views repeat in ``AGGREGATE_LEGEND``:
   examples cannot be tested and are counted as ``untested``.
 - **Gain share.** (score - baseline) / (full fine-tuning - baseline) on each dataset: the share
   of what full fine-tuning gains over the untuned baseline that the method recovers. Missing (not
-  0) on a dataset without either of them (or where they are equal); the mean is over the datasets
-  where it exists, which ``gain_share_datasets`` counts.
+  0) on a dataset without either of them, or where full fine-tuning does not beat the baseline
+  significantly by the paired test above: a share of a gain that is noise is noise magnified
+  (a one-point gain turns a five-point loss into -500%). The mean is over the datasets where it
+  exists, which ``gain_share_datasets`` counts.
 """
 
 from __future__ import annotations
@@ -242,12 +244,15 @@ def _paired_outcome(a: _Entry, b: _Entry) -> str:
 
 
 def _gain_shares(present: dict[str, _Entry], ceiling: str) -> dict[str, float]:
-    """method -> share of the ceiling's gain over the baseline; empty without either of them."""
+    """method -> share of the ceiling's gain over the baseline; empty without either of them or
+    where the ceiling's gain is not significant (a tie or a loss by the paired test)."""
     baselines = sorted(
         (entry for entry in present.values() if entry.role == "baseline"), key=lambda e: -len(e.per_seed)
     )
     top = present.get(ceiling)
     if not baselines or top is None or top.score == baselines[0].score:
+        return {}
+    if _paired_outcome(top, baselines[0]) in ("ties", "losses"):
         return {}
     base = baselines[0].score
     return {method: (entry.score - base) / (top.score - base) for method, entry in present.items()}

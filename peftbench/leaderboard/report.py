@@ -177,14 +177,16 @@ AGGREGATE_LEGEND = (
     "out). Each dataset is scored by its table's primary metric, in that metric's direction (named in its "
     "column). A method's row on a dataset is its configuration with the best validation score. "
     "mean rank: its rank by mean test score on each dataset it ran on (1 is best; ties share "
-    "the average rank), averaged over those datasets; a method missing on a dataset is not ranked "
-    "there and nothing is imputed. [interval]: 2.5-97.5 percentiles of the mean rank when each "
+    "the average rank), averaged over those datasets; a method missing on a dataset, or whose test score "
+    "there is undefined (a rank correlation of constant predictions), is not ranked there and nothing "
+    "is imputed. [interval]: 2.5-97.5 percentiles of the mean rank when each "
     "dataset's test examples (the same for every method) and each method's seeds are resampled "
     f"({RANK_RESAMPLES:,} times) and ranked again: the noise within these datasets, not how a "
     "method would rank on others. W/T/L: wins, ties and losses against each other method on each "
     f"dataset, by the two-level paired bootstrap (significant: p < {SIGNIFICANCE}). gain share: "
     f"(method - baseline) / ({CEILING} - baseline) on each dataset, the share of full fine-tuning's "
-    "gain over the untuned baseline the method recovers, averaged over the datasets that have both."
+    "gain over the untuned baseline the method recovers, averaged over the datasets where full "
+    "fine-tuning beats the baseline significantly (a share of a gain within noise is noise magnified)."
 )
 
 
