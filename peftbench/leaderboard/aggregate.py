@@ -250,9 +250,10 @@ def _gain_shares(present: dict[str, _Entry], ceiling: str) -> dict[str, float]:
         (entry for entry in present.values() if entry.role == "baseline"), key=lambda e: -len(e.per_seed)
     )
     top = present.get(ceiling)
-    if not baselines or top is None or top.score == baselines[0].score:
+    if not baselines or top is None:
         return {}
-    if _paired_outcome(top, baselines[0]) in ("ties", "losses"):
+    base = baselines[0]
+    if top.score == base.score or _paired_outcome(top, base) in ("ties", "losses"):
         return {}
-    base = baselines[0].score
-    return {method: (entry.score - base) / (top.score - base) for method, entry in present.items()}
+    gain = top.score - base.score
+    return {method: (entry.score - base.score) / gain for method, entry in present.items()}
