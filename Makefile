@@ -26,12 +26,12 @@ RUN_ARGS ?= --model minilm --dataset rotten_tomatoes --methods lora,ia3,prefix_t
 # 0-2 are also the tuning seeds; more seeds add runs without changing any finished one. --max-length
 # is per dataset, truncating nothing: the longest example is 78 tokens (rotten_tomatoes), 87
 # (emotion), 289 (glue/rte, a pair) and 125 (stsb, a pair). A sweep's records are committed as they
-# come (it outlasts a machine: a fresh clone resumes where it stopped). The four pages are published
+# come (it outlasts a machine: a fresh clone resumes where it stopped). The five pages are published
 # in $(PUBLISH_OUT), where a complete page resumes to nothing (a new protocol's sweep goes to
-# PUBLISH_OUT=leaderboard/next first, the records it replaces to leaderboard/previous); the gallery
-# stays in $(GALLERY_OUT) until it is complete, then moves beside them.
+# PUBLISH_OUT=leaderboard/next first, the records it replaces to leaderboard/previous); GALLERY_OUT
+# sends the gallery, the longest of them, elsewhere until it is complete.
 PUBLISH_OUT ?= leaderboard/records
-GALLERY_OUT ?= leaderboard/next
+GALLERY_OUT ?= $(PUBLISH_OUT)
 # A dataset whose sweep had failed runs does not stop the next one (make publish exits 1 at the end);
 # an interrupt (Ctrl-C, exit 130) stops them all.
 OR_GO_ON = || { code=$$?; [ $$code -ge 128 ] && exit $$code; status=1; }
